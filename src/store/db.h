@@ -1,0 +1,57 @@
+/*
+ * db.h — the statement layer under the domain operations (private to store/).
+ *
+ * Domain operations in store/*.c are written once over this layer; each
+ * backend implements it. SQL is written in keel's portable dialect:
+ *   - parameters are $1, $2, … (bound by number on both backends);
+ *   - a timestamp column is read with @us(col) and written with @ts($n),
+ *     where the bound value is int64 microseconds since the epoch; SQLite
+ *     stores such columns as INTEGER µs, PostgreSQL as timestamptz;
+ *   - booleans are bound and read as integers 0/1.
+ * db_prepare rewrites the text for the backend once and caches the prepared
+ * statement per connection, keyed by the SQL text's address: pass string
+ * literals (or other static storage).
+ *
+ * A statement is reset when the transaction function returns; within a
+ * function, db_reset lets a statement be run again.
+ */
+#ifndef KEEL_STORE_DB_H
+#define KEEL_STORE_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/slice.h"
+#include "store/store.h"
+
+struct db_stmt;
+
+enum { DB_ROW = 1, DB_DONE = 0 };
+
+/* Returns a ready statement or NULL (the error is logged; the transaction
+ * should fail with KEEL_ESTORE). */
+struct db_stmt *db_prepare(struct store_tx *tx, const char *sql);
+/* Binding: idx is 1-based. Strings and blobs are copied (transient). */
+int db_bind_text(struct db_stmt *st, int idx, const char *s); /* NULL → SQL NULL */
+int db_bind_textn(struct db_stmt *st, int idx, const char *s, size_t n);
+int db_bind_i64(struct db_stmt *st, int idx, int64_t v);
+int db_bind_blob(struct db_stmt *st, int idx, const void *p, size_t n);
+int db_bind_null(struct db_stmt *st, int idx);
+/* Runs the statement: DB_ROW (a row is ready), DB_DONE, or a negative
+ * KEEL_E* status (KEEL_ECONFLICT for a unique/primary-key violation). */
+int db_step(struct db_stmt *st);
+/* Column access for the current row (0-based). Text/blob pointers are valid
+ * until the next db_step/db_reset. */
+const char *db_col_text(struct db_stmt *st, int col); /* NULL for SQL NULL */
+size_t db_col_len(struct db_stmt *st, int col);
+int64_t db_col_i64(struct db_stmt *st, int col);
+const void *db_col_blob(struct db_stmt *st, int col);
+bool db_col_is_null(struct db_stmt *st, int col);
+void db_reset(struct db_stmt *st);
+/* Runs a statement that returns no rows, binding nothing. */
+int db_exec(struct store_tx *tx, const char *sql);
+/* Rows changed by the last INSERT/UPDATE/DELETE on this transaction. */
+int64_t db_changes(struct store_tx *tx);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * store.h — the storage adapter: keel's only way to its data.
+ *
+ * The interface speaks in domain operations, not SQL. Two backends implement
+ * it: SQLite (store/sqlite/, the default, embedded) and PostgreSQL (store/pg/).
+ * SQL text lives only under store/.
+ *
+ * Transactions. Work runs inside a function given to store_read or
+ * store_write; it receives a struct store_tx * and must not keep it after
+ * returning. Returning non-zero from the function rolls its work back, and
+ * store_write/store_read return that status.
+ *
+ *  - SQLite: store_write hands the function to the single writer thread,
+ *    which groups every job waiting into one transaction (each job inside its
+ *    own SAVEPOINT, so a failing job is undone alone) and commits once
+ *    (synchronous=FULL): group commit. store_write returns only after the
+ *    commit. Reads run on a per-thread reader connection (WAL: never blocked
+ *    by the writer).
+ *  - Callers of store_read/store_write may block: never call them on an HTTP
+ *    I/O thread.
+ *
+ * Tenancy. Every operation on tenant data takes a const struct org_scope * as
+ * its first argument after the transaction; there is no unscoped variant.
+ *
+ * Thread-safety: store_read and store_write may be called from any number of
+ * threads at once.
+ */
+#ifndef KEEL_STORE_STORE_H
+#define KEEL_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/ids.h"
+
+struct store;
+struct store_tx;
+
+/* The org a tenant operation is confined to. */
+struct org_scope {
+  char org_id[ID_STR_SIZE];
+};
+
+struct store_options {
+  const char *data_dir; /* SQLite: directory holding keel.db */
+  const char *url;      /* "" or NULL: SQLite; postgres://…: PostgreSQL */
+  int busy_timeout_ms;
+  int cache_kib;
+  bool migrate_on_open; /* apply pending migrations before returning */
+};
+
+/* Opens the store. Returns 0, or a KEEL_E* status with a message in err. */
+int store_open(const struct store_options *opt, struct store **out, char *err, size_t errlen);
+/* Drains the writer (every queued write is committed), closes everything. */
+void store_close(struct store *s);
+const char *store_backend(const struct store *s); /* "sqlite" | "postgres" */
+
+/* Applies pending migrations; *applied (may be NULL) gets how many ran. */
+int store_migrate(struct store *s, int *applied, char *err, size_t errlen);
+/* Current and latest known schema versions. */
+int store_schema_version(struct store *s, int *current, int *latest);
+/* 0 when the store answers and the schema is at the latest version. */
+int store_ready(struct store *s);
+
+typedef int (*store_tx_fn)(struct store_tx *tx, void *arg);
+
+int store_read(struct store *s, store_tx_fn fn, void *arg);
+int store_write(struct store *s, store_tx_fn fn, void *arg);
+
+/* Writes waiting for the writer (for /metrics and backpressure). */
+size_t store_write_queue_depth(struct store *s);
+
+/* Test hook (test builds and --dev only): the next n write jobs fail with
+ * KEEL_ESTORE as if the disk failed. */
+void store_fail_next_writes(struct store *s, unsigned n);
+
+#endif
