@@ -1,0 +1,168 @@
+/*
+ * app.c — process lifecycle: configuration, logging, store, and the server
+ * loop with graceful shutdown.
+ *
+ * Shutdown (SIGTERM or SIGINT): readiness turns false, the listening socket
+ * closes (no new connections), in-flight requests get
+ * http.shutdown_grace_s to finish, the worker pool drains, the store writer
+ * commits everything queued, then the process exits 0.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "app.h"
+#include "core/crypto.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "core/workers.h"
+#include "http/http.h"
+#include "keel_build.h"
+
+int app_config(const struct app_flags *flags, char *const *envp, struct config *cfg) {
+  char err[512];
+  config_defaults(cfg);
+  const char *file = flags->config_file;
+  if (!file) file = getenv("KEEL_CONFIG");
+  if (file && file[0] && config_load_file(cfg, file, err, sizeof(err)) != 0) {
+    fprintf(stderr, "keel: %s\n", err);
+    return -1;
+  }
+  if (config_load_env(cfg, envp, err, sizeof(err), NULL) != 0) {
+    fprintf(stderr, "keel: %s\n", err);
+    return -1;
+  }
+  struct {
+    const char *name, *value;
+  } direct[] = {
+      {"listen", flags->listen},
+      {"data_dir", flags->data_dir},
+      {"store", flags->store_url},
+      {"dev", flags->dev ? "true" : NULL},
+  };
+  for (size_t i = 0; i < sizeof(direct) / sizeof(direct[0]); i++) {
+    if (!direct[i].value) continue;
+    if (config_set(cfg, direct[i].name, direct[i].value, err, sizeof(err)) != 0) {
+      fprintf(stderr, "keel: %s\n", err);
+      return -1;
+    }
+  }
+  for (int i = 0; i < flags->nsets; i++) {
+    const char *eq = strchr(flags->sets[i], '=');
+    if (!eq || eq == flags->sets[i]) {
+      fprintf(stderr, "keel: --set expects name=value, got '%s'\n", flags->sets[i]);
+      return -1;
+    }
+    char name[128];
+    size_t n = (size_t)(eq - flags->sets[i]);
+    if (n >= sizeof(name)) n = sizeof(name) - 1;
+    memcpy(name, flags->sets[i], n);
+    name[n] = '\0';
+    if (config_set(cfg, name, eq + 1, err, sizeof(err)) != 0) {
+      fprintf(stderr, "keel: %s\n", err);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+void app_logging(const struct config *cfg) {
+  enum log_level lvl = LOG_INFO;
+  log_level_parse(cfg->log_level, &lvl);
+  log_set_level(lvl);
+}
+
+int app_store_open(const struct config *cfg, bool migrate, struct store **out) {
+  char err[512];
+  struct store_options so = {.data_dir = cfg->data_dir,
+                             .url = cfg->store_url,
+                             .busy_timeout_ms = (int)cfg->sqlite_busy_timeout_ms,
+                             .cache_kib = (int)cfg->sqlite_cache_kib,
+                             .migrate_on_open = migrate};
+  if (store_open(&so, out, err, sizeof(err)) != 0) {
+    fprintf(stderr, "keel: %s\n", err);
+    log_error("store.open_failed", LS("error", err));
+    return -1;
+  }
+  return 0;
+}
+
+static unsigned cores(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (unsigned)n : 1;
+}
+
+int app_serve(const struct config *cfg) {
+  /* Signals are taken by sigwait below; every thread started from here on
+   * inherits the mask, so none of them is interrupted. */
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  app_logging(cfg);
+  if (crypto_init() != 0) {
+    fprintf(stderr, "keel: libsodium failed to initialise\n");
+    return 1;
+  }
+  struct store *store = NULL;
+  if (app_store_open(cfg, true, &store) != 0) return 1;
+
+  unsigned nworkers = cfg->http_workers ? (unsigned)cfg->http_workers : 2 * cores();
+  struct workers *workers = workers_start(nworkers, LIMIT_WORKER_QUEUE_MAX, "keel-worker");
+  if (!workers) {
+    fprintf(stderr, "keel: cannot start worker threads\n");
+    store_close(store);
+    return 1;
+  }
+  struct api_options ao = {.cfg = cfg, .store = store, .workers = workers};
+  struct api *api = api_new(&ao);
+  struct http_handler handler = api_http_handler(api);
+  struct http_options ho = {
+      .listen = cfg->listen,
+      .threads = cfg->http_threads ? (unsigned)cfg->http_threads : cores(),
+      .max_connections = (unsigned)cfg->http_max_connections,
+      .per_ip_connections = (unsigned)cfg->http_per_ip_connections,
+      .timeout_s = (unsigned)cfg->http_timeout_s,
+      .trust_proxy = cfg->http_trust_proxy,
+  };
+  char err[512];
+  struct http_server *http = http_start(&ho, &handler, err, sizeof(err));
+  if (!http) {
+    fprintf(stderr, "keel: %s\n", err);
+    log_error("server.listen_failed", LS("error", err));
+    workers_shutdown(workers);
+    api_free(api);
+    store_close(store);
+    return 1;
+  }
+  api_set_ready(api, true);
+  log_info("server.started", LS("listen", cfg->listen), LI("port", http_port(http)),
+           LS("store", store_backend(store)), LS("data_dir", cfg->data_dir),
+           LS("version", KEEL_VERSION), LB("dev", cfg->dev), LI("io_threads", ho.threads),
+           LI("workers", nworkers));
+  if (cfg->dev) log_warn0("server.dev_mode");
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  int64_t t0 = time_mono_us();
+  log_info("server.stopping", LS("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
+           LI("in_flight", http_inflight(http)));
+  api_set_draining(api, true);
+  http_quiesce(http);
+  unsigned left = http_drain(http, t0 + cfg->http_shutdown_grace_s * US_PER_SEC);
+  workers_shutdown(workers); /* runs what is queued; resumes their connections */
+  if (left) left = http_drain(http, time_mono_us() + US_PER_SEC);
+  http_stop(http);
+  store_close(store);
+  api_free(api);
+  log_info("server.stopped", LI("duration_ms", (time_mono_us() - t0) / 1000),
+           LI("abandoned", left));
+  return 0;
+}

@@ -1,0 +1,256 @@
+/*
+ * cli.c — `keel <command> [flags]`.
+ *
+ * Commands are rows of one table: name, one-line summary, usage text, and
+ * the function. Flags common to commands that touch data (--data-dir,
+ * --store, --config, --set) are parsed by one helper so every command takes
+ * them the same way.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "app.h"
+#include "cli.h"
+#include "core/config.h"
+#include "core/crypto.h"
+#include "core/log.h"
+#include "keel_build.h"
+#include "store/store.h"
+
+#define EXIT_USAGE 2
+
+struct command {
+  const char *name;
+  const char *summary;
+  const char *usage;
+  int (*run)(int argc, char **argv, char **envp);
+};
+
+static const struct command *commands(size_t *n);
+
+static const char common_flags_help[] =
+    "  --data-dir DIR      data directory of the embedded store (default ./keel-data)\n"
+    "  --store URL         store URL (default: the embedded SQLite store in --data-dir)\n"
+    "  --config FILE       configuration file (also KEEL_CONFIG)\n"
+    "  --set NAME=VALUE    set any configuration setting (repeatable)\n"
+    "  -h, --help          show this help\n";
+
+enum { OPT_LISTEN = 1000, OPT_DATA_DIR, OPT_STORE, OPT_CONFIG, OPT_DEV, OPT_SET, OPT_HELP = 'h' };
+
+static void print_usage(FILE *f, const struct command *c) {
+  fprintf(f, "Usage: keel %s\n\n%s\n\n%s", c->usage, c->summary, common_flags_help);
+}
+
+/*
+ * Parses the common flags (and --listen/--dev when allow_serve). Returns 0,
+ * 1 when --help was printed, or EXIT_USAGE after printing the problem.
+ * Positional arguments are left in argv[optind..].
+ */
+static int parse_common(const struct command *c, int argc, char **argv, bool allow_serve,
+                        struct app_flags *flags) {
+  static const struct option opts[] = {
+      {"listen", required_argument, NULL, OPT_LISTEN},
+      {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+      {"store", required_argument, NULL, OPT_STORE},
+      {"config", required_argument, NULL, OPT_CONFIG},
+      {"dev", no_argument, NULL, OPT_DEV},
+      {"set", required_argument, NULL, OPT_SET},
+      {"help", no_argument, NULL, OPT_HELP},
+      {NULL, 0, NULL, 0},
+  };
+  memset(flags, 0, sizeof(*flags));
+  optind = 1;
+  opterr = 0;
+  for (;;) {
+    int longidx = -1;
+    int o = getopt_long(argc, argv, ":h", opts, &longidx);
+    if (o == -1) break;
+    switch (o) {
+      case OPT_LISTEN:
+      case OPT_DEV:
+        if (!allow_serve) {
+          fprintf(stderr, "keel %s: unknown flag '%s'\n", c->name, argv[optind - 1]);
+          return EXIT_USAGE;
+        }
+        if (o == OPT_LISTEN) flags->listen = optarg;
+        if (o == OPT_DEV) flags->dev = true;
+        break;
+      case OPT_DATA_DIR:
+        flags->data_dir = optarg;
+        break;
+      case OPT_STORE:
+        flags->store_url = optarg;
+        break;
+      case OPT_CONFIG:
+        flags->config_file = optarg;
+        break;
+      case OPT_SET:
+        if (flags->nsets == (int)(sizeof(flags->sets) / sizeof(flags->sets[0]))) {
+          fprintf(stderr, "keel %s: too many --set flags\n", c->name);
+          return EXIT_USAGE;
+        }
+        flags->sets[flags->nsets++] = optarg;
+        break;
+      case OPT_HELP:
+        print_usage(stdout, c);
+        return 1;
+      case ':':
+        fprintf(stderr, "keel %s: flag '%s' needs a value\n", c->name, argv[optind - 1]);
+        return EXIT_USAGE;
+      default:
+        fprintf(stderr, "keel %s: unknown flag '%s' (see keel %s --help)\n", c->name,
+                argv[optind - 1], c->name);
+        return EXIT_USAGE;
+    }
+  }
+  return 0;
+}
+
+static int no_positional(const struct command *c, int argc, char **argv) {
+  if (optind < argc) {
+    fprintf(stderr, "keel %s: unexpected argument '%s'\n", c->name, argv[optind]);
+    return EXIT_USAGE;
+  }
+  return 0;
+}
+
+static const struct command *find_command(const char *name) {
+  size_t n;
+  const struct command *cs = commands(&n);
+  for (size_t i = 0; i < n; i++) {
+    if (strcmp(cs[i].name, name) == 0) return &cs[i];
+  }
+  return NULL;
+}
+
+/* --- commands ----------------------------------------------------------- */
+
+static int cmd_serve(int argc, char **argv, char **envp) {
+  const struct command *c = find_command("serve");
+  struct app_flags flags;
+  int rc = parse_common(c, argc, argv, true, &flags);
+  if (rc) return rc == 1 ? 0 : rc;
+  if ((rc = no_positional(c, argc, argv))) return rc;
+  struct config cfg;
+  if (app_config(&flags, envp, &cfg) != 0) {
+    config_free(&cfg);
+    return EXIT_USAGE;
+  }
+  rc = app_serve(&cfg);
+  config_free(&cfg);
+  return rc;
+}
+
+static int cmd_migrate(int argc, char **argv, char **envp) {
+  const struct command *c = find_command("migrate");
+  struct app_flags flags;
+  int rc = parse_common(c, argc, argv, false, &flags);
+  if (rc) return rc == 1 ? 0 : rc;
+  if ((rc = no_positional(c, argc, argv))) return rc;
+  struct config cfg;
+  if (app_config(&flags, envp, &cfg) != 0) {
+    config_free(&cfg);
+    return EXIT_USAGE;
+  }
+  app_logging(&cfg);
+  crypto_init();
+  struct store *store = NULL;
+  rc = 1;
+  if (app_store_open(&cfg, false, &store) == 0) {
+    char err[512];
+    int applied = 0, current = 0, latest = 0;
+    if (store_migrate(store, &applied, err, sizeof(err)) != 0) {
+      fprintf(stderr, "keel migrate: %s\n", err);
+    } else {
+      store_schema_version(store, &current, &latest);
+      printf("migrated: %d applied, schema version %d (%s)\n", applied, current,
+             store_backend(store));
+      rc = 0;
+    }
+    store_close(store);
+  }
+  config_free(&cfg);
+  return rc;
+}
+
+static int cmd_version(int argc, char **argv, char **envp) {
+  (void)envp;
+  const struct command *c = find_command("version");
+  if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    printf("Usage: keel %s\n\n%s\n", c->usage, c->summary);
+    return 0;
+  }
+  if (argc > 1) {
+    fprintf(stderr, "keel version: unexpected argument '%s'\n", argv[1]);
+    return EXIT_USAGE;
+  }
+  printf("keel %s (commit %s)\n", KEEL_VERSION, KEEL_COMMIT);
+  return 0;
+}
+
+static int cmd_help(int argc, char **argv, char **envp);
+
+static const struct command command_table[] = {
+    {"serve", "Run the HTTP API server (and the embedded writer) until SIGTERM/SIGINT.",
+     "serve [--listen ADDR] [--data-dir DIR] [--store URL] [--config FILE] [--dev]\n"
+     "  --listen ADDR       host:port to listen on (default 127.0.0.1:8080)\n"
+     "  --dev               development mode: test clock, emails in the log",
+     cmd_serve},
+    {"migrate", "Apply pending schema migrations to the store, then exit.",
+     "migrate [--data-dir DIR] [--store URL] [--config FILE]", cmd_migrate},
+    {"version", "Print the version and exit.", "version", cmd_version},
+    {"help", "Show help for keel or one command.", "help [COMMAND]", cmd_help},
+};
+
+static const struct command *commands(size_t *n) {
+  *n = sizeof(command_table) / sizeof(command_table[0]);
+  return command_table;
+}
+
+static void print_main_help(FILE *f) {
+  size_t n;
+  const struct command *cs = commands(&n);
+  fprintf(f,
+          "keel — multi-tenant backend for AI-agent products\n\n"
+          "Usage: keel <command> [flags]\n\nCommands:\n");
+  for (size_t i = 0; i < n; i++) fprintf(f, "  %-10s %s\n", cs[i].name, cs[i].summary);
+  fprintf(f,
+          "\nRun 'keel <command> --help' for a command's flags.\n"
+          "Configuration: docs/configuration.md (flags > KEEL_* environment > file > "
+          "defaults).\n");
+}
+
+static int cmd_help(int argc, char **argv, char **envp) {
+  (void)envp;
+  if (argc < 2) {
+    print_main_help(stdout);
+    return 0;
+  }
+  const struct command *c = find_command(argv[1]);
+  if (!c) {
+    fprintf(stderr, "keel help: unknown command '%s'\n", argv[1]);
+    return EXIT_USAGE;
+  }
+  print_usage(stdout, c);
+  return 0;
+}
+
+int cli_main(int argc, char **argv, char **envp) {
+  if (argc < 2) {
+    print_main_help(stderr);
+    return EXIT_USAGE;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    print_main_help(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) return cmd_version(1, argv + 1, envp);
+  const struct command *c = find_command(argv[1]);
+  if (!c) {
+    fprintf(stderr, "keel: unknown command '%s' (see keel --help)\n", argv[1]);
+    return EXIT_USAGE;
+  }
+  /* The command sees argv[0] = its own name. */
+  return c->run(argc - 1, argv + 1, envp);
+}

@@ -21,6 +21,11 @@
 #define LIMIT_BODY_CEILING (16 * 1024 * 1024)
 /* Routes without a body (GET, DELETE) accept none at all. */
 #define LIMIT_BODY_NONE 0
+/* After a streamed (chunked) body passes its limit, keel reads and discards
+ * up to this many further bytes so it can still answer 413 when the body
+ * ends (the HTTP library cannot answer mid-body); past that it closes the
+ * connection without an answer. Bounds the bandwidth an abuser can waste. */
+#define LIMIT_BODY_DISCARD_MAX (4 * 1024 * 1024)
 /* Longest request target (path + query) accepted: longer is a 414. Paths with
  * ids and a few filters fit comfortably. */
 #define LIMIT_URL_MAX 2048
@@ -57,7 +62,7 @@
 
 /* Page size: ?limit default and maximum (API.md conventions). */
 #define LIMIT_PAGE_DEFAULT 50
-#define LIMIT_PAGE_MAX 200
+#define LIMIT_PAGE_MAX     200
 /* Opaque cursors are short base64url strings; longer ones are forged. */
 #define LIMIT_CURSOR_MAX 256
 

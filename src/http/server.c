@@ -1,0 +1,587 @@
+/*
+ * server.c — keel's HTTP server over libmicrohttpd. The only file that
+ * includes microhttpd.h.
+ *
+ * Threads: libmicrohttpd runs an epoll loop per I/O thread (a pool sized by
+ * http_options.threads). Handlers run on those threads only when they cannot
+ * block; anything else is handed to another thread by the handler
+ * (on_request returns HTTP_DEFERRED) while the connection is suspended.
+ *
+ * One request, in libmicrohttpd's calls to access_cb:
+ *   1. the URI callback creates the struct http_conn (with the raw URI);
+ *   2. first access_cb: headers are in → framing checks, request id,
+ *      on_headers (routing), declared Content-Length against the limit;
+ *   3. access_cb with body bytes: appended, counted, cut at the limit;
+ *   4. access_cb with no more bytes: on_request; DONE → respond; DEFERRED →
+ *      suspend (unless the other thread already finished);
+ *   5. after http_req_resume: access_cb again → respond;
+ *   6. completed_cb: on_complete, then everything is freed.
+ *
+ * The suspend/resume race (the worker finishing before the connection is
+ * suspended) is closed by conn->mu: whichever of the two comes second acts.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/arena.h"
+#include "core/errors.h"
+#include "core/ids.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "core/xmalloc.h"
+#include "http/http.h"
+
+enum conn_state {
+  CONN_HEADERS = 0, /* waiting for the first access_cb */
+  CONN_BODY,        /* reading the body */
+  CONN_DISPATCHED,  /* on_request returned DEFERRED, not yet suspended */
+  CONN_SUSPENDED,   /* suspended, waiting for http_req_resume */
+  CONN_READY,       /* response filled, to be queued */
+  CONN_REPLIED      /* response queued */
+};
+
+struct http_conn {
+  struct http_server *srv;
+  struct MHD_Connection *mhd;
+  struct http_req req;
+  pthread_mutex_t mu;
+  enum conn_state state;
+  bool resumed_early; /* http_req_resume ran before we could suspend */
+  bool body_cut;      /* the body went over the limit */
+  size_t body_seen;
+};
+
+struct http_server {
+  struct MHD_Daemon *daemon;
+  struct http_handler handler;
+  struct http_options opt;
+  atomic_uint inflight;
+  unsigned port;
+  bool quiesced;
+};
+
+static const char *const method_names[HTTP_METHOD_COUNT] = {"GET",   "HEAD",   "POST",    "PUT",
+                                                            "PATCH", "DELETE", "OPTIONS", "OTHER"};
+
+const char *http_method_name(enum http_method m) {
+  return (unsigned)m < HTTP_METHOD_COUNT ? method_names[m] : "OTHER";
+}
+
+static enum http_method method_parse(const char *s) {
+  for (int i = 0; i < HTTP_METHOD_OTHER; i++) {
+    if (strcmp(s, method_names[i]) == 0) return (enum http_method)i;
+  }
+  return HTTP_METHOD_OTHER;
+}
+
+/* --- request helpers ---------------------------------------------------- */
+
+struct slice http_req_header(const struct http_req *req, const char *name) {
+  for (size_t i = 0; i < req->nheaders; i++) {
+    if (slice_eq_cstr_nocase(req->headers[i].name, name)) return req->headers[i].value;
+  }
+  return SLICE_NULL;
+}
+
+size_t http_req_header_count(const struct http_req *req, const char *name) {
+  size_t n = 0;
+  for (size_t i = 0; i < req->nheaders; i++) {
+    if (slice_eq_cstr_nocase(req->headers[i].name, name)) n++;
+  }
+  return n;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* Percent-decodes s (and '+' → ' ') into arena memory. Invalid escapes are
+ * kept literally. */
+static char *query_decode(struct arena *a, struct slice s) {
+  char *out = arena_alloc(a, s.len + 1);
+  size_t n = 0;
+  for (size_t i = 0; i < s.len; i++) {
+    char c = s.p[i];
+    if (c == '+') {
+      out[n++] = ' ';
+    } else if (c == '%' && i + 2 < s.len && hexval(s.p[i + 1]) >= 0 && hexval(s.p[i + 2]) >= 0) {
+      out[n++] = (char)(hexval(s.p[i + 1]) * 16 + hexval(s.p[i + 2]));
+      i += 2;
+    } else {
+      out[n++] = c;
+    }
+  }
+  out[n] = '\0';
+  return out;
+}
+
+const char *http_req_query(const struct http_req *req, const char *name) {
+  struct slice rest = req->query;
+  size_t namelen = strlen(name);
+  while (rest.len > 0) {
+    struct slice pair, key, value;
+    slice_cut(rest, '&', &pair, &rest);
+    if (!slice_cut(pair, '=', &key, &value)) value = slice_make(pair.p + pair.len, 0);
+    if (key.len == namelen && memcmp(key.p, name, namelen) == 0) {
+      return query_decode(req->arena, value);
+    }
+  }
+  return NULL;
+}
+
+void http_resp_header(struct http_req *req, const char *name, const char *value) {
+  if (req->nresp_headers == req->resp_headers_cap) {
+    size_t cap = req->resp_headers_cap ? req->resp_headers_cap * 2 : 8;
+    struct http_header *h = arena_alloc(req->arena, cap * sizeof(*h));
+    if (req->nresp_headers) memcpy(h, req->resp_headers, req->nresp_headers * sizeof(*h));
+    req->resp_headers = h;
+    req->resp_headers_cap = cap;
+  }
+  struct http_header *h = &req->resp_headers[req->nresp_headers++];
+  h->name = slice_from_cstr(arena_strdup(req->arena, name));
+  h->value = slice_from_cstr(arena_strdup(req->arena, value));
+}
+
+void http_resp_set(struct http_req *req, int status, const char *content_type, const char *body,
+                   size_t len) {
+  req->status = status;
+  req->content_type = content_type;
+  buf_reset(&req->resp_body);
+  if (len > 0 && buf_append(&req->resp_body, body, len) != 0) {
+    KEEL_PANIC("response body over LIMIT_RESPONSE_MAX");
+  }
+}
+
+/* A problem+json response produced by the HTTP layer itself. */
+static void respond_problem(struct http_req *req, const char *code, const char *detail) {
+  const struct problem_def *p = problem_lookup(code);
+  KEEL_ASSERT(p != NULL);
+  buf_reset(&req->resp_body);
+  if (problem_render(&req->resp_body, p, detail, req->request_id, NULL) != 0) {
+    KEEL_PANIC("problem body over LIMIT_RESPONSE_MAX");
+  }
+  req->status = p->http_status;
+  req->content_type = "application/problem+json";
+}
+
+/* --- request id --------------------------------------------------------- */
+
+static bool request_id_sane(struct slice s) {
+  if (s.len == 0 || s.len > LIMIT_REQUEST_ID_MAX) return false;
+  for (size_t i = 0; i < s.len; i++) {
+    char c = s.p[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+static void assign_request_id(struct http_req *req) {
+  struct slice given = http_req_header(req, "X-Request-Id");
+  if (given.p && request_id_sane(given)) {
+    memcpy(req->request_id, given.p, given.len);
+    req->request_id[given.len] = '\0';
+  } else {
+    id_new_str(req->request_id);
+  }
+}
+
+/* --- headers ------------------------------------------------------------ */
+
+struct header_collect {
+  struct http_req *req;
+  size_t cap;
+  struct http_header *list;
+};
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      size_t key_size, const char *value, size_t value_size) {
+  (void)kind;
+  struct header_collect *hc = cls;
+  if (hc->req->nheaders == hc->cap) {
+    size_t cap = hc->cap ? hc->cap * 2 : 16;
+    struct http_header *l = arena_alloc(hc->req->arena, cap * sizeof(*l));
+    if (hc->req->nheaders) memcpy(l, hc->list, hc->req->nheaders * sizeof(*l));
+    hc->list = l;
+    hc->cap = cap;
+  }
+  struct http_header *h = &hc->list[hc->req->nheaders++];
+  h->name = slice_make(key, key_size);
+  h->value = slice_make(value ? value : "", value ? value_size : 0);
+  return MHD_YES;
+}
+
+static void collect_headers(struct http_conn *c) {
+  struct header_collect hc = {.req = &c->req};
+  MHD_get_connection_values_n(c->mhd, MHD_HEADER_KIND, collect_header, &hc);
+  c->req.headers = hc.list;
+}
+
+static void set_remote_ip(struct http_conn *c) {
+  struct http_req *req = &c->req;
+  snprintf(req->remote_ip, sizeof(req->remote_ip), "unknown");
+  if (c->srv->opt.trust_proxy) {
+    struct slice xff = http_req_header(req, "X-Forwarded-For");
+    if (xff.p && xff.len > 0) {
+      struct slice first, rest;
+      slice_cut(xff, ',', &first, &rest);
+      first = slice_trim(first);
+      if (first.len > 0 && first.len < sizeof(req->remote_ip)) {
+        memcpy(req->remote_ip, first.p, first.len);
+        req->remote_ip[first.len] = '\0';
+      }
+      struct slice proto = http_req_header(req, "X-Forwarded-Proto");
+      req->tls = proto.p && slice_eq_cstr_nocase(slice_trim(proto), "https");
+      return;
+    }
+  }
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (!ci || !ci->client_addr) return;
+  const struct sockaddr *sa = ci->client_addr;
+  if (sa->sa_family == AF_INET) {
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, req->remote_ip,
+              sizeof(req->remote_ip));
+  } else if (sa->sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, req->remote_ip,
+              sizeof(req->remote_ip));
+  }
+}
+
+/*
+ * Message framing that two parsers could read differently is refused: a
+ * front proxy and keel must never disagree on where a request ends
+ * (request smuggling).
+ */
+static const char *framing_problem(const struct http_req *req) {
+  size_t ncl = http_req_header_count(req, "Content-Length");
+  size_t nte = http_req_header_count(req, "Transfer-Encoding");
+  if (ncl > 1) return "more than one Content-Length header";
+  if (ncl == 1 && nte > 0) return "both Transfer-Encoding and Content-Length are present";
+  if (nte > 1) return "more than one Transfer-Encoding header";
+  if (ncl == 1) {
+    uint64_t v;
+    if (slice_to_u64(slice_trim(http_req_header(req, "Content-Length")), &v) != 0) {
+      return "Content-Length is not a decimal number";
+    }
+  }
+  return NULL;
+}
+
+static bool request_has_body(const struct http_req *req) {
+  if (http_req_header(req, "Transfer-Encoding").p) return true;
+  uint64_t n = 0;
+  struct slice cl = http_req_header(req, "Content-Length");
+  return cl.p && slice_to_u64(slice_trim(cl), &n) == 0 && n > 0;
+}
+
+/* --- responding --------------------------------------------------------- */
+
+static void free_body(void *p) {
+  xfree(p);
+}
+
+static enum MHD_Result queue_response(struct http_conn *c) {
+  struct http_req *req = &c->req;
+  size_t len = 0;
+  char *body = buf_steal(&req->resp_body, &len);
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer_with_free_callback(len, body, free_body);
+  if (!resp) {
+    xfree(body);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+  if (req->content_type) MHD_add_response_header(resp, "Content-Type", req->content_type);
+  for (size_t i = 0; i < req->nresp_headers; i++) {
+    /* Names and values were NUL-terminated by http_resp_header. */
+    MHD_add_response_header(resp, req->resp_headers[i].name.p, req->resp_headers[i].value.p);
+  }
+  if (c->srv->quiesced || c->body_cut) MHD_add_response_header(resp, "Connection", "close");
+  enum MHD_Result r = MHD_queue_response(c->mhd, (unsigned)req->status, resp);
+  MHD_destroy_response(resp);
+  c->state = CONN_REPLIED;
+  return r;
+}
+
+/* --- libmicrohttpd callbacks --------------------------------------------- */
+
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *mhd) {
+  struct http_server *srv = cls;
+  struct http_conn *c = xcalloc(1, sizeof(*c));
+  c->srv = srv;
+  c->mhd = mhd;
+  pthread_mutex_init(&c->mu, NULL);
+  struct http_req *req = &c->req;
+  req->arena = arena_new(LIMIT_ARENA_BLOCK);
+  req->conn = c;
+  req->start_mono_us = time_mono_us();
+  buf_init(&req->body, 0);
+  buf_init(&req->resp_body, LIMIT_RESPONSE_MAX);
+  req->status = 500;
+  struct slice raw = slice_from_cstr(arena_strdup(req->arena, uri ? uri : "/"));
+  if (!slice_cut(raw, '?', &req->path, &req->query)) req->query = slice_make(raw.p + raw.len, 0);
+  atomic_fetch_add(&srv->inflight, 1);
+  return c;
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *mhd, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  (void)mhd;
+  struct http_server *srv = cls;
+  struct http_conn *c = *con_cls;
+  if (!c) return;
+  *con_cls = NULL;
+  if (c->state >= CONN_BODY && srv->handler.on_complete) {
+    srv->handler.on_complete(&c->req, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK, srv->handler.ud);
+  }
+  buf_free(&c->req.body);
+  buf_free(&c->req.resp_body);
+  arena_free(c->req.arena);
+  pthread_mutex_destroy(&c->mu);
+  xfree(c);
+  atomic_fetch_sub(&srv->inflight, 1);
+}
+
+/* First call: the headers are complete. Returns true when a response was
+ * decided without reading the body. */
+static bool on_headers_in(struct http_conn *c, const char *method) {
+  struct http_req *req = &c->req;
+  req->method_str = arena_strdup(req->arena, method);
+  req->method = method_parse(method);
+  collect_headers(c);
+  assign_request_id(req);
+  set_remote_ip(c);
+  req->body_limit = LIMIT_BODY_NONE;
+  c->state = CONN_BODY;
+
+  const char *bad = framing_problem(req);
+  if (bad) {
+    c->body_cut = true; /* the connection cannot be trusted for another request */
+    respond_problem(req, "ambiguous_framing", bad);
+    return true;
+  }
+  if (req->path.len + req->query.len + 1 > LIMIT_URL_MAX) {
+    respond_problem(req, "uri_too_long", "the request target is longer than 2048 bytes");
+    return true;
+  }
+  if (c->srv->handler.on_headers(req, c->srv->handler.ud) != 0) return true;
+
+  struct slice cl = http_req_header(req, "Content-Length");
+  uint64_t declared = 0;
+  if (cl.p && slice_to_u64(slice_trim(cl), &declared) == 0 && declared > req->body_limit) {
+    c->body_cut = true;
+    respond_problem(
+        req, "payload_too_large",
+        arena_printf(req->arena, "the body limit of this route is %zu bytes", req->body_limit));
+    return true;
+  }
+  req->body.max = req->body_limit;
+  return false;
+}
+
+static enum MHD_Result dispatch(struct http_conn *c) {
+  struct http_server *srv = c->srv;
+  int r = srv->handler.on_request(&c->req, srv->handler.ud);
+  if (r == HTTP_DONE) return queue_response(c);
+  pthread_mutex_lock(&c->mu);
+  if (c->resumed_early) {
+    pthread_mutex_unlock(&c->mu);
+    return queue_response(c);
+  }
+  c->state = CONN_SUSPENDED;
+  MHD_suspend_connection(c->mhd);
+  pthread_mutex_unlock(&c->mu);
+  return MHD_YES;
+}
+
+void http_req_resume(struct http_req *req) {
+  struct http_conn *c = req->conn;
+  pthread_mutex_lock(&c->mu);
+  if (c->state == CONN_SUSPENDED) {
+    c->state = CONN_READY;
+    MHD_resume_connection(c->mhd);
+  } else {
+    c->resumed_early = true;
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *mhd, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls) {
+  (void)cls;
+  (void)url;
+  (void)version;
+  struct http_conn *c = *con_cls;
+  if (!c) return MHD_NO; /* no URI callback: cannot happen with our options */
+  c->mhd = mhd;
+  log_set_request_id(c->req.request_id[0] ? c->req.request_id : NULL);
+
+  switch (c->state) {
+    case CONN_HEADERS:
+      if (!on_headers_in(c, method)) return MHD_YES;
+      /* Decided early. Without a body, answer on the next call so the
+       * connection stays open for keep-alive; with an unread body, answer
+       * now and let libmicrohttpd close the connection. */
+      if (c->body_cut || request_has_body(&c->req)) return queue_response(c);
+      c->state = CONN_READY;
+      return MHD_YES;
+    case CONN_BODY:
+      if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        c->body_seen += n;
+        if (c->body_cut) {
+          /* libmicrohttpd cannot answer in the middle of a body: discard
+           * what follows, up to a bound, then answer 413 at its end. */
+          return c->body_seen - c->req.body_limit > LIMIT_BODY_DISCARD_MAX ? MHD_NO : MHD_YES;
+        }
+        if (c->body_seen > c->req.body_limit || buf_append(&c->req.body, upload_data, n) != 0) {
+          c->body_cut = true; /* a streamed (chunked) body went past the limit */
+          buf_free(&c->req.body);
+        }
+        return MHD_YES;
+      }
+      if (c->body_cut) {
+        respond_problem(&c->req, "payload_too_large",
+                        arena_printf(c->req.arena, "the body limit of this route is %zu bytes",
+                                     c->req.body_limit));
+        return queue_response(c);
+      }
+      c->state = CONN_DISPATCHED;
+      return dispatch(c);
+    case CONN_READY:
+      return queue_response(c);
+    case CONN_REPLIED:
+      /* Body bytes still arriving after an early response: drop them. */
+      *upload_data_size = 0;
+      return MHD_YES;
+    case CONN_DISPATCHED:
+    case CONN_SUSPENDED:
+      break;
+  }
+  return MHD_YES;
+}
+
+/* Keeps the URI as the client sent it: keel's router decodes what it needs. */
+static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s) {
+  (void)cls;
+  (void)c;
+  return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+  (void)cls;
+  char msg[512];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  size_t n = strlen(msg);
+  while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+  log_warn("http.library", LS("message", msg));
+}
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+static int resolve_listen(const char *listen, struct sockaddr_storage *ss, char *err,
+                          size_t errlen) {
+  char host[256];
+  const char *colon = strrchr(listen, ':');
+  if (!colon || colon == listen || colon[1] == '\0') {
+    snprintf(err, errlen, "listen address '%s' is not host:port", listen);
+    return -1;
+  }
+  size_t hlen = (size_t)(colon - listen);
+  if (listen[0] == '[' && hlen >= 2 && listen[hlen - 1] == ']') {
+    listen++;
+    hlen -= 2;
+  }
+  if (hlen >= sizeof(host)) {
+    snprintf(err, errlen, "listen host is too long");
+    return -1;
+  }
+  memcpy(host, listen, hlen);
+  host[hlen] = '\0';
+  struct addrinfo hints = {
+      .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+  struct addrinfo *res = NULL;
+  int rc = getaddrinfo(host, colon + 1, &hints, &res);
+  if (rc != 0 || !res) {
+    snprintf(err, errlen, "cannot resolve listen address '%s': %s", listen, gai_strerror(rc));
+    return -1;
+  }
+  memset(ss, 0, sizeof(*ss));
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  return 0;
+}
+
+struct http_server *http_start(const struct http_options *opt, const struct http_handler *h,
+                               char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  if (resolve_listen(opt->listen, &ss, err, errlen) != 0) return NULL;
+  struct http_server *srv = xcalloc(1, sizeof(*srv));
+  srv->handler = *h;
+  srv->opt = *opt;
+  atomic_init(&srv->inflight, 0);
+
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                   MHD_USE_ITC | MHD_USE_ERROR_LOG;
+  if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+  unsigned threads = opt->threads ? opt->threads : 1;
+  srv->daemon = MHD_start_daemon(
+      flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+      MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
+      MHD_OPTION_CONNECTION_LIMIT, opt->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+      opt->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT, opt->timeout_s,
+      MHD_OPTION_URI_LOG_CALLBACK, uri_cb, srv, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, srv,
+      MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+  if (!srv->daemon) {
+    snprintf(err, errlen, "cannot listen on %s: %s", opt->listen,
+             errno ? strerror(errno) : "libmicrohttpd refused the options");
+    xfree(srv);
+    return NULL;
+  }
+  const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+  srv->port = di ? di->port : 0;
+  return srv;
+}
+
+unsigned http_port(const struct http_server *s) {
+  return s->port;
+}
+
+unsigned http_inflight(const struct http_server *s) {
+  return atomic_load(&((struct http_server *)s)->inflight);
+}
+
+void http_quiesce(struct http_server *s) {
+  if (!s || s->quiesced) return;
+  s->quiesced = true;
+  MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+  if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+unsigned http_drain(struct http_server *s, int64_t deadline_mono_us) {
+  unsigned n;
+  while ((n = http_inflight(s)) > 0 && time_mono_us() < deadline_mono_us) usleep(5000);
+  return n;
+}
+
+void http_stop(struct http_server *s) {
+  if (!s) return;
+  MHD_stop_daemon(s->daemon);
+  xfree(s);
+}

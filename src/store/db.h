@@ -1,7 +1,7 @@
 /*
  * db.h — the statement layer under the domain operations (private to store/).
  *
- * Domain operations in store/*.c are written once over this layer; each
+ * Domain operations in store/ (one file per area) are written once over this layer; each
  * backend implements it. SQL is written in keel's portable dialect:
  *   - parameters are $1, $2, … (bound by number on both backends);
  *   - a timestamp column is read with @us(col) and written with @ts($n),

@@ -1,0 +1,634 @@
+/*
+ * sqlite.c — the embedded SQLite backend of the store adapter.
+ *
+ * Connections:
+ *  - one writer connection, used only by the writer thread. Writes are jobs
+ *    queued by store_write; the writer takes every job waiting, runs each in
+ *    its own SAVEPOINT inside one transaction, and commits once (group
+ *    commit: one fsync for many writers; synchronous=FULL).
+ *  - one reader connection per thread (created on first use, query_only).
+ *    WAL lets readers run while the writer writes.
+ * Prepared statements are cached per connection, keyed by the address of the
+ * SQL text (always a string literal, see db.h).
+ *
+ * Invariants: a connection is used by one thread at a time (hence
+ * SQLITE_OPEN_NOMUTEX); store_write returns only after its transaction
+ * committed or was rolled back.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/buf.h"
+#include "core/embedded.h"
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "core/xmalloc.h"
+#include "store/db.h"
+#include "store/store.h"
+
+#define STMT_CACHE_SLOTS 512  /* power of two; more statements than this is a bug */
+#define TX_STMTS_MAX     64   /* statements one transaction function may use */
+#define WRITER_BATCH_MAX 1024 /* jobs grouped into one transaction */
+
+struct db_stmt {
+  sqlite3_stmt *st;
+  const char *key; /* the caller's SQL text address */
+};
+
+struct conn {
+  sqlite3 *db;
+  struct db_stmt cache[STMT_CACHE_SLOTS];
+  size_t ncached;
+  struct conn *next; /* in store->readers */
+};
+
+struct store_tx {
+  struct store *s;
+  struct conn *conn;
+  struct db_stmt *used[TX_STMTS_MAX];
+  size_t nused;
+};
+
+struct write_job {
+  store_tx_fn fn;
+  void *arg;
+  int rc;
+  bool done;
+  struct write_job *next;
+};
+
+struct store {
+  char *path;
+  int busy_timeout_ms;
+  int cache_kib;
+  int latest_version;
+
+  struct conn *writer;
+  pthread_t writer_thread;
+  pthread_mutex_t mu;
+  pthread_cond_t job_cv;  /* writer waits for jobs */
+  pthread_cond_t done_cv; /* callers wait for completion */
+  struct write_job *head, *tail;
+  size_t queued;
+  bool stopping;
+
+  pthread_key_t reader_key;
+  pthread_mutex_t readers_mu;
+  struct conn *readers;
+
+  atomic_uint fail_writes;
+};
+
+static __thread bool on_writer_thread;
+
+/* --- connections -------------------------------------------------------- */
+
+static int conn_exec(struct conn *c, const char *sql) {
+  char *msg = NULL;
+  int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
+  if (rc != SQLITE_OK) {
+    log_error("store.sqlite_exec_failed", LS("error", msg ? msg : sqlite3_errstr(rc)));
+    sqlite3_free(msg);
+    return KEEL_ESTORE;
+  }
+  return 0;
+}
+
+static struct conn *conn_open(struct store *s, bool reader, char *err, size_t errlen) {
+  struct conn *c = xcalloc(1, sizeof(*c));
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(s->path, &c->db, flags, NULL);
+  if (rc != SQLITE_OK) {
+    snprintf(err, errlen, "cannot open %s: %s", s->path,
+             c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+    sqlite3_close(c->db);
+    xfree(c);
+    return NULL;
+  }
+  sqlite3_busy_timeout(c->db, s->busy_timeout_ms);
+  sqlite3_extended_result_codes(c->db, 1);
+  char pragmas[256];
+  snprintf(pragmas, sizeof(pragmas),
+           "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+           " PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;%s",
+           s->cache_kib, reader ? " PRAGMA query_only=ON;" : "");
+  if (conn_exec(c, pragmas) != 0) {
+    snprintf(err, errlen, "cannot configure %s: %s", s->path, sqlite3_errmsg(c->db));
+    sqlite3_close(c->db);
+    xfree(c);
+    return NULL;
+  }
+  return c;
+}
+
+static void conn_close(struct conn *c) {
+  if (!c) return;
+  for (size_t i = 0; i < STMT_CACHE_SLOTS; i++) {
+    if (c->cache[i].st) sqlite3_finalize(c->cache[i].st);
+  }
+  sqlite3_close(c->db);
+  xfree(c);
+}
+
+static struct conn *reader_get(struct store *s) {
+  struct conn *c = pthread_getspecific(s->reader_key);
+  if (c) return c;
+  char err[256];
+  c = conn_open(s, true, err, sizeof(err));
+  if (!c) {
+    log_error("store.reader_open_failed", LS("error", err));
+    return NULL;
+  }
+  pthread_mutex_lock(&s->readers_mu);
+  c->next = s->readers;
+  s->readers = c;
+  pthread_mutex_unlock(&s->readers_mu);
+  pthread_setspecific(s->reader_key, c);
+  return c;
+}
+
+/* --- the statement layer (db.h) ---------------------------------------- */
+
+/*
+ * Rewrites keel's portable SQL for SQLite: "$N" → "?N", "@ts(x)" → "x",
+ * "@us(x)" → "x" (timestamps are INTEGER µs here).
+ */
+static char *sql_for_sqlite(const char *sql) {
+  struct buf b;
+  buf_init(&b, 1 << 20);
+  for (const char *p = sql; *p;) {
+    if (*p == '$' && p[1] >= '0' && p[1] <= '9') {
+      buf_putc(&b, '?');
+      p++;
+    } else if ((strncmp(p, "@ts(", 4) == 0 || strncmp(p, "@us(", 4) == 0)) {
+      /* Copy the argument, dropping the wrapper; arguments never nest. */
+      const char *close = strchr(p + 4, ')');
+      KEEL_ASSERT(close != NULL);
+      buf_append(&b, p + 4, (size_t)(close - (p + 4)));
+      p = close + 1;
+    } else {
+      buf_putc(&b, *p++);
+    }
+  }
+  size_t len;
+  return buf_steal(&b, &len);
+}
+
+static size_t slot_of(const char *key) {
+  uintptr_t h = (uintptr_t)key;
+  h ^= h >> 17;
+  h *= UINT64_C(0x9E3779B97F4A7C15);
+  return (size_t)(h >> 7) & (STMT_CACHE_SLOTS - 1);
+}
+
+struct db_stmt *db_prepare(struct store_tx *tx, const char *sql) {
+  struct conn *c = tx->conn;
+  size_t i = slot_of(sql);
+  while (c->cache[i].key && c->cache[i].key != sql) i = (i + 1) & (STMT_CACHE_SLOTS - 1);
+  struct db_stmt *st = &c->cache[i];
+  if (!st->key) {
+    KEEL_ASSERT(c->ncached < STMT_CACHE_SLOTS / 2);
+    char *text = sql_for_sqlite(sql);
+    int rc = sqlite3_prepare_v3(c->db, text, -1, SQLITE_PREPARE_PERSISTENT, &st->st, NULL);
+    if (rc != SQLITE_OK) {
+      log_error("store.prepare_failed", LS("error", sqlite3_errmsg(c->db)), LS("sql", text));
+      xfree(text);
+      return NULL;
+    }
+    xfree(text);
+    st->key = sql;
+    c->ncached++;
+  }
+  /* Remember it so it is reset when the transaction function returns. */
+  for (size_t k = 0; k < tx->nused; k++) {
+    if (tx->used[k] == st) {
+      sqlite3_reset(st->st);
+      sqlite3_clear_bindings(st->st);
+      return st;
+    }
+  }
+  KEEL_ASSERT(tx->nused < TX_STMTS_MAX);
+  tx->used[tx->nused++] = st;
+  return st;
+}
+
+static int bind_rc(struct db_stmt *st, int rc) {
+  if (rc == SQLITE_OK) return 0;
+  log_error("store.bind_failed", LS("error", sqlite3_errstr(rc)), LS("sql", sqlite3_sql(st->st)));
+  return KEEL_ESTORE;
+}
+
+int db_bind_text(struct db_stmt *st, int idx, const char *s) {
+  if (!s) return db_bind_null(st, idx);
+  return bind_rc(st, sqlite3_bind_text(st->st, idx, s, -1, SQLITE_TRANSIENT));
+}
+
+int db_bind_textn(struct db_stmt *st, int idx, const char *s, size_t n) {
+  return bind_rc(st, sqlite3_bind_text64(st->st, idx, s, n, SQLITE_TRANSIENT, SQLITE_UTF8));
+}
+
+int db_bind_i64(struct db_stmt *st, int idx, int64_t v) {
+  return bind_rc(st, sqlite3_bind_int64(st->st, idx, v));
+}
+
+int db_bind_blob(struct db_stmt *st, int idx, const void *p, size_t n) {
+  return bind_rc(st, sqlite3_bind_blob64(st->st, idx, p, n, SQLITE_TRANSIENT));
+}
+
+int db_bind_null(struct db_stmt *st, int idx) {
+  return bind_rc(st, sqlite3_bind_null(st->st, idx));
+}
+
+int db_step(struct db_stmt *st) {
+  int rc = sqlite3_step(st->st);
+  if (rc == SQLITE_ROW) return DB_ROW;
+  if (rc == SQLITE_DONE) return DB_DONE;
+  if ((rc & 0xff) == SQLITE_CONSTRAINT &&
+      (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)) {
+    return KEEL_ECONFLICT;
+  }
+  sqlite3 *db = sqlite3_db_handle(st->st);
+  log_error("store.step_failed", LS("error", sqlite3_errmsg(db)), LI("code", rc),
+            LS("sql", sqlite3_sql(st->st)));
+  return (rc & 0xff) == SQLITE_BUSY ? KEEL_EBUSY : KEEL_ESTORE;
+}
+
+const char *db_col_text(struct db_stmt *st, int col) {
+  return (const char *)sqlite3_column_text(st->st, col);
+}
+
+size_t db_col_len(struct db_stmt *st, int col) {
+  return (size_t)sqlite3_column_bytes(st->st, col);
+}
+
+int64_t db_col_i64(struct db_stmt *st, int col) {
+  return sqlite3_column_int64(st->st, col);
+}
+
+const void *db_col_blob(struct db_stmt *st, int col) {
+  return sqlite3_column_blob(st->st, col);
+}
+
+bool db_col_is_null(struct db_stmt *st, int col) {
+  return sqlite3_column_type(st->st, col) == SQLITE_NULL;
+}
+
+void db_reset(struct db_stmt *st) {
+  sqlite3_reset(st->st);
+  sqlite3_clear_bindings(st->st);
+}
+
+int db_exec(struct store_tx *tx, const char *sql) {
+  struct db_stmt *st = db_prepare(tx, sql);
+  if (!st) return KEEL_ESTORE;
+  int rc = db_step(st);
+  while (rc == DB_ROW) rc = db_step(st);
+  return rc;
+}
+
+int64_t db_changes(struct store_tx *tx) {
+  return sqlite3_changes64(tx->conn->db);
+}
+
+static void tx_release(struct store_tx *tx) {
+  for (size_t i = 0; i < tx->nused; i++) {
+    sqlite3_reset(tx->used[i]->st);
+    sqlite3_clear_bindings(tx->used[i]->st);
+  }
+  tx->nused = 0;
+}
+
+/* --- reads -------------------------------------------------------------- */
+
+int store_read(struct store *s, store_tx_fn fn, void *arg) {
+  struct conn *c = reader_get(s);
+  if (!c) return KEEL_ESTORE;
+  struct store_tx tx = {.s = s, .conn = c};
+  if (conn_exec(c, "BEGIN") != 0) return KEEL_ESTORE;
+  int rc = fn(&tx, arg);
+  tx_release(&tx);
+  conn_exec(c, rc ? "ROLLBACK" : "COMMIT");
+  return rc;
+}
+
+/* --- the writer --------------------------------------------------------- */
+
+static int run_job(struct store *s, struct write_job *j) {
+#ifdef KEEL_TEST_HOOKS
+  unsigned f = atomic_load(&s->fail_writes);
+  while (f > 0 && !atomic_compare_exchange_weak(&s->fail_writes, &f, f - 1)) {
+  }
+  if (f > 0) return KEEL_ESTORE;
+#endif
+  struct store_tx tx = {.s = s, .conn = s->writer};
+  int rc = j->fn(&tx, j->arg);
+  tx_release(&tx);
+  return rc;
+}
+
+static void write_batch(struct store *s, struct write_job *batch) {
+  struct conn *w = s->writer;
+  int rc = conn_exec(w, "BEGIN IMMEDIATE");
+  if (rc == 0) {
+    for (struct write_job *j = batch; j; j = j->next) {
+      conn_exec(w, "SAVEPOINT job");
+      j->rc = run_job(s, j);
+      if (j->rc) conn_exec(w, "ROLLBACK TO job");
+      conn_exec(w, "RELEASE job");
+    }
+    rc = conn_exec(w, "COMMIT");
+    if (rc) conn_exec(w, "ROLLBACK");
+  }
+  if (rc) {
+    for (struct write_job *j = batch; j; j = j->next) {
+      if (j->rc == 0) j->rc = KEEL_ESTORE;
+    }
+  }
+}
+
+static void *writer_main(void *arg) {
+  struct store *s = arg;
+  on_writer_thread = true;
+  pthread_setname_np(pthread_self(), "keel-writer");
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (!s->head && !s->stopping) pthread_cond_wait(&s->job_cv, &s->mu);
+    if (!s->head && s->stopping) break;
+    /* Take up to WRITER_BATCH_MAX jobs. */
+    struct write_job *batch = s->head, *last = s->head;
+    size_t n = 1;
+    while (last->next && n < WRITER_BATCH_MAX) {
+      last = last->next;
+      n++;
+    }
+    s->head = last->next;
+    if (!s->head) s->tail = NULL;
+    last->next = NULL;
+    s->queued -= n;
+    pthread_mutex_unlock(&s->mu);
+
+    write_batch(s, batch);
+
+    pthread_mutex_lock(&s->mu);
+    for (struct write_job *j = batch; j; j = j->next) j->done = true;
+    pthread_cond_broadcast(&s->done_cv);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+int store_write(struct store *s, store_tx_fn fn, void *arg) {
+  if (on_writer_thread) {
+    /* Nested write from inside a write job: already in the transaction. */
+    struct store_tx tx = {.s = s, .conn = s->writer};
+    int rc = fn(&tx, arg);
+    tx_release(&tx);
+    return rc;
+  }
+  struct write_job job = {.fn = fn, .arg = arg};
+  pthread_mutex_lock(&s->mu);
+  if (s->stopping) {
+    pthread_mutex_unlock(&s->mu);
+    return KEEL_EBUSY;
+  }
+  if (s->tail) {
+    s->tail->next = &job;
+  } else {
+    s->head = &job;
+  }
+  s->tail = &job;
+  s->queued++;
+  pthread_cond_signal(&s->job_cv);
+  while (!job.done) pthread_cond_wait(&s->done_cv, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+  return job.rc;
+}
+
+size_t store_write_queue_depth(struct store *s) {
+  pthread_mutex_lock(&s->mu);
+  size_t n = s->queued;
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
+
+void store_fail_next_writes(struct store *s, unsigned n) {
+  atomic_store(&s->fail_writes, n);
+}
+
+/* --- migrations --------------------------------------------------------- */
+
+static int migration_version(const char *name) {
+  int v = 0;
+  for (const char *p = name; *p >= '0' && *p <= '9'; p++) v = v * 10 + (*p - '0');
+  return v;
+}
+
+static int current_version(struct conn *c, int *out) {
+  sqlite3_stmt *st = NULL;
+  *out = 0;
+  int rc = sqlite3_prepare_v2(c->db, "SELECT coalesce(max(version), 0) FROM schema_migrations", -1,
+                              &st, NULL);
+  if (rc != SQLITE_OK) {
+    /* No table yet: version 0. */
+    sqlite3_finalize(st);
+    return 0;
+  }
+  if (sqlite3_step(st) == SQLITE_ROW) *out = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return 0;
+}
+
+static int apply_migrations(struct store *s, struct conn *c, int *applied, char *err,
+                            size_t errlen) {
+  int n = 0;
+  /* BEGIN IMMEDIATE serialises concurrent migrators (keel migrate beside a
+   * starting server): the second one sees the first one's work. */
+  if (conn_exec(c, "BEGIN IMMEDIATE") != 0) {
+    snprintf(err, errlen, "cannot lock the database for migration: %s", sqlite3_errmsg(c->db));
+    return KEEL_ESTORE;
+  }
+  if (conn_exec(c,
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at INTEGER NOT NULL)") != 0) {
+    conn_exec(c, "ROLLBACK");
+    snprintf(err, errlen, "cannot create schema_migrations");
+    return KEEL_ESTORE;
+  }
+  int cur = 0;
+  current_version(c, &cur);
+  for (size_t i = 0; i < migrations_sqlite_count; i++) {
+    const struct embedded_file *m = &migrations_sqlite_files[i];
+    int v = migration_version(m->name);
+    if (v <= cur) continue;
+    char *msg = NULL;
+    if (sqlite3_exec(c->db, m->data, NULL, NULL, &msg) != SQLITE_OK) {
+      snprintf(err, errlen, "migration %s failed: %s", m->name, msg ? msg : "?");
+      sqlite3_free(msg);
+      conn_exec(c, "ROLLBACK");
+      return KEEL_ESTORE;
+    }
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(c->db,
+                       "INSERT INTO schema_migrations(version, name, applied_at) VALUES(?,?,?)", -1,
+                       &st, NULL);
+    sqlite3_bind_int(st, 1, v);
+    sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, time_now_us());
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+      snprintf(err, errlen, "cannot record migration %s", m->name);
+      conn_exec(c, "ROLLBACK");
+      return KEEL_ESTORE;
+    }
+    n++;
+  }
+  if (conn_exec(c, "COMMIT") != 0) {
+    snprintf(err, errlen, "cannot commit migrations: %s", sqlite3_errmsg(c->db));
+    conn_exec(c, "ROLLBACK");
+    return KEEL_ESTORE;
+  }
+  if (applied) *applied = n;
+  if (n > 0) log_info("store.migrated", LI("applied", n), LI("version", s->latest_version));
+  return 0;
+}
+
+int store_migrate(struct store *s, int *applied, char *err, size_t errlen) {
+  /* A dedicated connection: migrations may run beside a live writer (another
+   * process's, or ours); BEGIN IMMEDIATE orders them. */
+  char e2[256];
+  struct conn *c = conn_open(s, false, e2, sizeof(e2));
+  if (!c) {
+    snprintf(err, errlen, "%s", e2);
+    return KEEL_ESTORE;
+  }
+  int rc = apply_migrations(s, c, applied, err, errlen);
+  conn_close(c);
+  return rc;
+}
+
+int store_schema_version(struct store *s, int *current, int *latest) {
+  *latest = s->latest_version;
+  *current = 0;
+  struct conn *c = reader_get(s);
+  if (!c) return KEEL_ESTORE;
+  return current_version(c, current);
+}
+
+int store_ready(struct store *s) {
+  int cur = 0, latest = 0;
+  if (store_schema_version(s, &cur, &latest) != 0) return KEEL_ESTORE;
+  return cur == latest ? 0 : KEEL_EBUSY;
+}
+
+/* --- open / close ------------------------------------------------------- */
+
+static int mkdir_p(const char *dir) {
+  char tmp[4096];
+  size_t n = strlen(dir);
+  if (n == 0 || n >= sizeof(tmp)) return -1;
+  memcpy(tmp, dir, n + 1);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
+int store_open(const struct store_options *opt, struct store **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (opt->url && opt->url[0]) {
+    snprintf(err, errlen,
+             "store URL '%.32s…': only the embedded SQLite store is available in this build",
+             opt->url);
+    return KEEL_EINVAL;
+  }
+  if (mkdir_p(opt->data_dir) != 0) {
+    snprintf(err, errlen, "cannot create data directory %s: %s", opt->data_dir, strerror(errno));
+    return KEEL_EIO;
+  }
+  struct store *s = xcalloc(1, sizeof(*s));
+  struct buf path;
+  buf_init(&path, 8192);
+  buf_printf(&path, "%s/keel.db", opt->data_dir);
+  size_t len;
+  s->path = buf_steal(&path, &len);
+  s->busy_timeout_ms = opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000;
+  s->cache_kib = opt->cache_kib > 0 ? opt->cache_kib : 16384;
+  for (size_t i = 0; i < migrations_sqlite_count; i++) {
+    int v = migration_version(migrations_sqlite_files[i].name);
+    if (v > s->latest_version) s->latest_version = v;
+  }
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->job_cv, NULL);
+  pthread_cond_init(&s->done_cv, NULL);
+  pthread_mutex_init(&s->readers_mu, NULL);
+  /* Reader connections stay on s->readers until store_close: keel's threads
+   * live as long as the store. */
+  pthread_key_create(&s->reader_key, NULL);
+  atomic_init(&s->fail_writes, 0);
+
+  int rc = 0;
+  if (opt->migrate_on_open) {
+    rc = store_migrate(s, NULL, err, errlen);
+    if (rc) goto fail;
+  }
+  s->writer = conn_open(s, false, err, errlen);
+  if (!s->writer) {
+    rc = KEEL_ESTORE;
+    goto fail;
+  }
+  if (pthread_create(&s->writer_thread, NULL, writer_main, s) != 0) {
+    snprintf(err, errlen, "cannot start the writer thread");
+    rc = KEEL_EINTERNAL;
+    goto fail;
+  }
+  *out = s;
+  return 0;
+fail:
+  conn_close(s->writer);
+  pthread_key_delete(s->reader_key);
+  xfree(s->path);
+  xfree(s);
+  return rc;
+}
+
+void store_close(struct store *s) {
+  if (!s) return;
+  pthread_mutex_lock(&s->mu);
+  s->stopping = true;
+  pthread_cond_signal(&s->job_cv);
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->writer_thread, NULL);
+  conn_close(s->writer);
+  pthread_key_delete(s->reader_key);
+  pthread_mutex_lock(&s->readers_mu);
+  struct conn *c = s->readers;
+  while (c) {
+    struct conn *next = c->next;
+    conn_close(c);
+    c = next;
+  }
+  s->readers = NULL;
+  pthread_mutex_unlock(&s->readers_mu);
+  pthread_mutex_destroy(&s->readers_mu);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->job_cv);
+  pthread_cond_destroy(&s->done_cv);
+  xfree(s->path);
+  xfree(s);
+}
+
+const char *store_backend(const struct store *s) {
+  (void)s;
+  return "sqlite";
+}
