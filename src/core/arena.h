@@ -23,7 +23,7 @@ typedef void (*arena_cleanup_fn)(void *arg);
 
 /* block_size: size of each chunk requested from xmalloc (0 → 8 KiB). */
 struct arena *arena_new(size_t block_size);
-void arena_free(struct arena *a); /* NULL is fine */
+void arena_free(struct arena *a);  /* NULL is fine */
 void arena_reset(struct arena *a); /* runs cleanups, keeps the first block */
 void *arena_alloc(struct arena *a, size_t n);
 void *arena_calloc(struct arena *a, size_t nmemb, size_t size);

@@ -25,8 +25,8 @@ struct buf {
 };
 
 void buf_init(struct buf *b, size_t max);
-void buf_free(struct buf *b);          /* releases; the buf may be re-initialised */
-void buf_reset(struct buf *b);         /* len = 0, keeps the memory */
+void buf_free(struct buf *b);  /* releases; the buf may be re-initialised */
+void buf_reset(struct buf *b); /* len = 0, keeps the memory */
 int buf_reserve(struct buf *b, size_t extra);
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_append_cstr(struct buf *b, const char *s);

@@ -26,24 +26,24 @@
 #include <stdint.h>
 
 struct config {
-  char *listen;    /* listen: "host:port" (IPv4, [IPv6] or a name) */
-  char *data_dir;  /* data_dir: directory of the SQLite database and secrets */
-  char *store_url; /* store: "" (SQLite in data_dir) or postgres://… */
-  char *public_url; /* public_url: base URL used in links (emails, upgrade) */
-  bool dev;        /* dev: development mode (test clock, mail in logs) */
-  char *log_level; /* log.level: debug | info | warn | error */
-  bool log_access; /* log.access: one line per HTTP request */
-  int64_t http_threads;         /* http.threads: I/O threads (0: one per core) */
-  int64_t http_workers;         /* http.workers: blocking-work threads (0: 2 per core) */
-  int64_t http_max_connections; /* http.max_connections */
+  char *listen;                    /* listen: "host:port" (IPv4, [IPv6] or a name) */
+  char *data_dir;                  /* data_dir: directory of the SQLite database and secrets */
+  char *store_url;                 /* store: "" (SQLite in data_dir) or postgres://… */
+  char *public_url;                /* public_url: base URL used in links (emails, upgrade) */
+  bool dev;                        /* dev: development mode (test clock, mail in logs) */
+  char *log_level;                 /* log.level: debug | info | warn | error */
+  bool log_access;                 /* log.access: one line per HTTP request */
+  int64_t http_threads;            /* http.threads: I/O threads (0: one per core) */
+  int64_t http_workers;            /* http.workers: blocking-work threads (0: 2 per core) */
+  int64_t http_max_connections;    /* http.max_connections */
   int64_t http_per_ip_connections; /* http.per_ip_connections */
-  int64_t http_timeout_s;       /* http.timeout_s: idle connection timeout */
-  int64_t http_body_max;        /* http.body_max: default request body limit */
-  int64_t http_ingest_body_max; /* http.ingest_body_max: ingestion body limit */
-  int64_t http_shutdown_grace_s; /* http.shutdown_grace_s */
-  bool http_trust_proxy;        /* http.trust_proxy: honour X-Forwarded-For/-Proto */
-  int64_t sqlite_busy_timeout_ms; /* sqlite.busy_timeout_ms */
-  int64_t sqlite_cache_kib;       /* sqlite.cache_kib: page cache per connection */
+  int64_t http_timeout_s;          /* http.timeout_s: idle connection timeout */
+  int64_t http_body_max;           /* http.body_max: default request body limit */
+  int64_t http_ingest_body_max;    /* http.ingest_body_max: ingestion body limit */
+  int64_t http_shutdown_grace_s;   /* http.shutdown_grace_s */
+  bool http_trust_proxy;           /* http.trust_proxy: honour X-Forwarded-For/-Proto */
+  int64_t sqlite_busy_timeout_ms;  /* sqlite.busy_timeout_ms */
+  int64_t sqlite_cache_kib;        /* sqlite.cache_kib: page cache per connection */
 };
 
 enum config_type { CONFIG_STRING, CONFIG_INT, CONFIG_BOOL };
@@ -51,7 +51,7 @@ enum config_type { CONFIG_STRING, CONFIG_INT, CONFIG_BOOL };
 enum config_source { CONFIG_SRC_DEFAULT, CONFIG_SRC_FILE, CONFIG_SRC_ENV, CONFIG_SRC_FLAG };
 
 struct config_setting {
-  const char *name;        /* "http.threads" */
+  const char *name; /* "http.threads" */
   enum config_type type;
   size_t offset;           /* offsetof(struct config, field) */
   const char *default_str; /* the default, as text */
@@ -74,8 +74,7 @@ void config_free(struct config *cfg);
  * yes/no/on/off for bools). Returns 0, or -1 with a message in err
  * ("http.threads: must be an integer between 0 and 256").
  */
-int config_set(struct config *cfg, const char *name, const char *value, char *err,
-               size_t errlen);
+int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t errlen);
 /* Reads a config file. Returns 0, or -1 with "FILE:LINE: message" in err. */
 int config_load_file(struct config *cfg, const char *path, char *err, size_t errlen);
 /* Applies KEEL_* variables from envp (NULL-terminated). KEEL_CONFIG and

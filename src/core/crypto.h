@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SHA256_LEN 32
-#define HMAC256_LEN 32
+#define SHA256_LEN      32
+#define HMAC256_LEN     32
 #define SHA256_HEX_SIZE 65 /* 64 hex chars + NUL */
 
 int crypto_init(void); /* 0 or -1 */

@@ -17,5 +17,7 @@ extern const struct embedded_file migrations_sqlite_files[];
 extern const size_t migrations_sqlite_count;
 extern const struct embedded_file openapi_files[];
 extern const size_t openapi_count;
+extern const struct embedded_file data_files[];
+extern const size_t data_count;
 
 #endif

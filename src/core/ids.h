@@ -15,7 +15,7 @@
 
 #include "core/slice.h"
 
-#define ID_STR_LEN 36
+#define ID_STR_LEN  36
 #define ID_STR_SIZE 37
 
 struct id {

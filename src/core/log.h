@@ -60,9 +60,9 @@ void log_emit(enum log_level lvl, const char *event, const struct log_field *fie
 
 /* log_info("event.name", LS("k", "v"), LI("n", 3)); at least one field, or use
  * the _0 forms. */
-#define log_debug(ev, ...)                                                          \
-  do {                                                                              \
-    if (log_enabled(LOG_DEBUG))                                                     \
+#define log_debug(ev, ...)                                                            \
+  do {                                                                                \
+    if (log_enabled(LOG_DEBUG))                                                       \
       log_emit(LOG_DEBUG, (ev), LOG_FIELDS_(__VA_ARGS__), LOG_NFIELDS_(__VA_ARGS__)); \
   } while (0)
 #define log_info(ev, ...) \
@@ -71,15 +71,15 @@ void log_emit(enum log_level lvl, const char *event, const struct log_field *fie
   log_emit(LOG_WARN, (ev), LOG_FIELDS_(__VA_ARGS__), LOG_NFIELDS_(__VA_ARGS__))
 #define log_error(ev, ...) \
   log_emit(LOG_ERROR, (ev), LOG_FIELDS_(__VA_ARGS__), LOG_NFIELDS_(__VA_ARGS__))
-#define log_info0(ev) log_emit(LOG_INFO, (ev), NULL, 0)
-#define log_warn0(ev) log_emit(LOG_WARN, (ev), NULL, 0)
+#define log_info0(ev)  log_emit(LOG_INFO, (ev), NULL, 0)
+#define log_warn0(ev)  log_emit(LOG_WARN, (ev), NULL, 0)
 #define log_error0(ev) log_emit(LOG_ERROR, (ev), NULL, 0)
 
 /* Aborts loudly with file:line when an invariant does not hold. Never for
  * validating input. */
-#define KEEL_ASSERT(cond)                                 \
-  do {                                                    \
-    if (!(cond)) keel_panic(__FILE__, __LINE__, #cond);   \
+#define KEEL_ASSERT(cond)                               \
+  do {                                                  \
+    if (!(cond)) keel_panic(__FILE__, __LINE__, #cond); \
   } while (0)
 #define KEEL_PANIC(msg) keel_panic(__FILE__, __LINE__, (msg))
 _Noreturn void keel_panic(const char *file, int line, const char *what);

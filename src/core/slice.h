@@ -19,7 +19,7 @@ struct slice {
 };
 
 #define SLICE_LIT(s) ((struct slice){(s), sizeof(s) - 1})
-#define SLICE_NULL ((struct slice){NULL, 0})
+#define SLICE_NULL   ((struct slice){NULL, 0})
 
 struct slice slice_from_cstr(const char *s); /* s may be NULL → empty */
 struct slice slice_make(const char *p, size_t len);

@@ -15,10 +15,10 @@
 
 #include "core/slice.h"
 
-#define US_PER_SEC INT64_C(1000000)
-#define US_PER_MIN (60 * US_PER_SEC)
+#define US_PER_SEC  INT64_C(1000000)
+#define US_PER_MIN  (60 * US_PER_SEC)
 #define US_PER_HOUR (60 * US_PER_MIN)
-#define US_PER_DAY (24 * US_PER_HOUR)
+#define US_PER_DAY  (24 * US_PER_HOUR)
 
 /* Wall clock (plus the test offset), microseconds since the epoch. */
 int64_t time_now_us(void);
