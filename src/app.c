@@ -7,10 +7,14 @@
  * http.shutdown_grace_s to finish, the worker pool drains, the store writer
  * commits everything queued, then the process exits 0.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -20,6 +24,9 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "core/workers.h"
+#include "core/xmalloc.h"
+#include "domain/password.h"
+#include "domain/plans.h"
 #include "http/http.h"
 #include "keel_build.h"
 
@@ -76,6 +83,69 @@ void app_logging(const struct config *cfg) {
   log_set_level(lvl);
 }
 
+int app_secret(const struct config *cfg, uint8_t out[APP_SECRET_MAX]) {
+  if (cfg->secret && cfg->secret[0]) {
+    size_t hexlen = strlen(cfg->secret);
+    if (hexlen < 64 || hexlen > 2 * APP_SECRET_MAX || hexlen % 2 ||
+        crypto_unhex(cfg->secret, hexlen, out, hexlen / 2) != 0) {
+      fprintf(stderr, "keel: the secret setting must be 64 to 128 hex characters\n");
+      return -1;
+    }
+    return (int)(hexlen / 2);
+  }
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/keel.secret", cfg->data_dir);
+  char hex[2 * APP_SECRET_MAX + 2];
+  for (int attempt = 0; attempt < 2; attempt++) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t n = read(fd, hex, sizeof(hex) - 1);
+      close(fd);
+      while (n > 0 && (hex[n - 1] == '\n' || hex[n - 1] == '\r')) n--;
+      if (n < 64 || n % 2 || crypto_unhex(hex, (size_t)n, out, (size_t)n / 2) != 0) {
+        fprintf(stderr, "keel: %s does not hold a hex secret of 32+ bytes\n", path);
+        return -1;
+      }
+      crypto_wipe(hex, sizeof(hex));
+      return (int)(n / 2);
+    }
+    if (errno != ENOENT) break;
+    /* First start: create it. O_EXCL makes a concurrent creator lose and
+     * read the winner's secret on the next attempt. */
+    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) break;
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      if (errno == EEXIST) continue;
+      break;
+    }
+    uint8_t raw[32];
+    crypto_random(raw, sizeof(raw));
+    crypto_hex(raw, sizeof(raw), hex);
+    hex[64] = '\n';
+    ssize_t w = write(fd, hex, 65);
+    fsync(fd);
+    close(fd);
+    crypto_wipe(raw, sizeof(raw));
+    if (w != 65) break;
+  }
+  fprintf(stderr, "keel: cannot read or create %s: %s\n", path, strerror(errno));
+  return -1;
+}
+
+int app_init(const struct config *cfg) {
+  if (crypto_init() != 0) {
+    fprintf(stderr, "keel: libsodium failed to initialise\n");
+    return -1;
+  }
+  json_set_alloc_funcs(xmalloc, xfree);
+  char err[512];
+  if (plans_load(cfg->plans_file, err, sizeof(err)) != 0) {
+    fprintf(stderr, "keel: %s\n", err);
+    return -1;
+  }
+  return 0;
+}
+
 int app_store_open(const struct config *cfg, bool migrate, struct store **out) {
   char err[512];
   struct store_options so = {.data_dir = cfg->data_dir,
@@ -107,8 +177,12 @@ int app_serve(const struct config *cfg) {
   signal(SIGPIPE, SIG_IGN);
 
   app_logging(cfg);
-  if (crypto_init() != 0) {
-    fprintf(stderr, "keel: libsodium failed to initialise\n");
+  if (app_init(cfg) != 0) return 1;
+  uint8_t secret[APP_SECRET_MAX];
+  int secret_len = app_secret(cfg, secret);
+  if (secret_len < 0) return 1;
+  if (password_init() != 0) {
+    fprintf(stderr, "keel: cannot prepare password hashing (out of memory?)\n");
     return 1;
   }
   struct store *store = NULL;
@@ -121,8 +195,13 @@ int app_serve(const struct config *cfg) {
     store_close(store);
     return 1;
   }
-  struct api_options ao = {.cfg = cfg, .store = store, .workers = workers};
+  struct api_options ao = {.cfg = cfg,
+                           .store = store,
+                           .workers = workers,
+                           .secret = secret,
+                           .secret_len = (size_t)secret_len};
   struct api *api = api_new(&ao);
+  crypto_wipe(secret, sizeof(secret));
   struct http_handler handler = api_http_handler(api);
   struct http_options ho = {
       .listen = cfg->listen,

@@ -7,6 +7,7 @@
 #define KEEL_APP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "core/config.h"
 #include "store/store.h"
@@ -32,6 +33,18 @@ void app_logging(const struct config *cfg);
 /* Opens the store named by cfg (migrating when asked). Returns 0 or -1 after
  * printing the problem. */
 int app_store_open(const struct config *cfg, bool migrate, struct store **out);
+#define APP_SECRET_MAX 64
+
+/*
+ * Loads the server secret: the `secret` setting (hex), else the file
+ * data_dir/keel.secret, created with 32 random bytes (mode 0600) when absent.
+ * Returns the length (>= 32), or -1 after printing the problem.
+ */
+int app_secret(const struct config *cfg, uint8_t out[APP_SECRET_MAX]);
+/* Process-wide start-up shared by every command: libsodium, jansson's
+ * allocator, the plan registry. Returns 0 or -1 after printing. */
+int app_init(const struct config *cfg);
+
 /* Runs the server until SIGTERM/SIGINT; returns the process exit code. */
 int app_serve(const struct config *cfg);
 

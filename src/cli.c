@@ -154,9 +154,12 @@ static int cmd_migrate(int argc, char **argv, char **envp) {
     return EXIT_USAGE;
   }
   app_logging(&cfg);
-  crypto_init();
   struct store *store = NULL;
   rc = 1;
+  if (app_init(&cfg) != 0) {
+    config_free(&cfg);
+    return 1;
+  }
   if (app_store_open(&cfg, false, &store) == 0) {
     char err[512];
     int applied = 0, current = 0, latest = 0;

@@ -18,8 +18,12 @@
 #include "core/config.h"
 #include "core/errors.h"
 #include "core/slice.h"
+#include "domain/rbac.h"
+#include "domain/session.h"
 #include "http/http.h"
+#include "store/orgs.h"
 #include "store/store.h"
+#include "store/users.h"
 
 struct api;
 struct ctx;
@@ -57,10 +61,21 @@ struct route {
   const char *content_type; /* required media type of the body; NULL: JSON */
   int rate_class;           /* 0: none */
   unsigned flags;           /* ROUTE_* */
+  unsigned scope;           /* SCOPE_* an API key needs (AUTH_KEY / AUTH_ANY) */
 };
 
-/* The route table (routes.c). */
+/* The route table (routes.c): the service rows plus every area's rows. */
 const struct route *api_routes(size_t *count);
+
+/* Each area's rows, in its own file. */
+const struct route *routes_auth(size_t *count);        /* auth.c */
+const struct route *routes_orgs(size_t *count);        /* orgs.c */
+const struct route *routes_members(size_t *count);     /* members.c */
+const struct route *routes_invitations(size_t *count); /* invitations.c */
+const struct route *routes_audit(size_t *count);       /* audit.c */
+const struct route *routes_admin(size_t *count);       /* admin.c */
+const struct route *routes_plans(size_t *count);       /* plans.c */
+const struct route *routes_keys(size_t *count);        /* keys.c */
 
 /* --- router (router.c): pure matching, unit-tested --------------------- */
 
@@ -92,6 +107,8 @@ struct api_options {
   const struct config *cfg;
   struct store *store;
   struct workers *workers;
+  const uint8_t *secret; /* the server secret (copied) */
+  size_t secret_len;
 };
 
 struct api *api_new(const struct api_options *opt);
@@ -104,6 +121,18 @@ void api_set_draining(struct api *api, bool draining);
 
 /* --- per-request context ------------------------------------------------ */
 
+enum actor_kind { ACTOR_NONE = 0, ACTOR_USER, ACTOR_KEY };
+
+/* An authenticated API key (filled by the key middleware). */
+struct key_auth {
+  char id[ID_STR_SIZE];
+  char prefix[16];               /* display prefix: the first 12 characters */
+  unsigned scopes;               /* SCOPE_* bits */
+  char env[16];                  /* production | staging | development | test */
+  bool live;                     /* kl_live_ (true) or kl_test_ */
+  int64_t rate_override_per_min; /* 0: the plan's */
+};
+
 struct ctx {
   struct api *api;
   struct http_req *req;
@@ -113,7 +142,51 @@ struct ctx {
   struct route_params params;
   const char *request_id;
   bool dispatched; /* the handler phase began (in-flight gauge) */
+
+  /* Filled by the middleware (mw.c) before the handler runs. */
+  enum actor_kind actor;
+  struct user user;               /* ACTOR_USER: fresh from the store */
+  struct session_claims *session; /* ACTOR_USER: the cookie's claims */
+  struct key_auth key;            /* ACTOR_KEY */
+  bool has_org;                   /* an org scope is established */
+  struct org_scope scope;
+  struct org org;
+  enum role role; /* ACTOR_USER's role in org */
 };
+
+/*
+ * Middleware (mw.c). Runs before the handler: authentication by the route's
+ * auth kind, CSRF for cookie-authenticated changes, the {org} path parameter
+ * (resolved for the user, 404 when not a member), the route's permission
+ * (403 + an audit entry when denied). Returns 0 to run the handler, or 1 when
+ * it has set the response.
+ */
+int mw_run(struct ctx *ctx);
+
+/* The server's MAC keys, derived from the secret (app.c loads it). */
+const struct session_keys *api_session_keys(const struct api *api);
+const uint8_t *api_key_mac_key(const struct api *api); /* 32 bytes */
+
+/* Issues (or re-issues) the session cookie for claims; clears it. */
+void api_set_session_cookie(struct ctx *ctx, const struct session_claims *claims);
+void api_clear_session_cookie(struct ctx *ctx);
+
+/* The client's IP and User-Agent (for audit entries and limits). */
+const char *ctx_ip(struct ctx *ctx);
+const char *ctx_user_agent(struct ctx *ctx);
+
+/*
+ * Writes an audit entry for this request inside tx (a store_write job):
+ * the actor (user id, key prefix or system), org (ctx->has_org, or the
+ * platform chain), IP and user agent come from ctx. details is borrowed and
+ * may be NULL. Returns a store status.
+ */
+struct store_tx;
+int ctx_audit(struct ctx *ctx, struct store_tx *tx, const char *action, const char *resource_type,
+              const char *resource_id, bool success, json_t *details);
+/* The same, in its own write transaction (for denials and failures). */
+int ctx_audit_now(struct ctx *ctx, const char *action, const char *resource_type,
+                  const char *resource_id, bool success, json_t *details);
 
 const struct config *api_config(const struct api *api);
 struct store *api_store(const struct api *api);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "core/crypto.h"
 #include "core/json.h"
 #include "core/limits.h"
 #include "core/log.h"
@@ -18,6 +19,8 @@
 #include "core/xmalloc.h"
 
 struct api {
+  struct session_keys session_keys;
+  uint8_t key_mac_key[32];
   const struct config *cfg;
   struct store *store;
   struct workers *workers;
@@ -34,14 +37,27 @@ struct api *api_new(const struct api_options *opt) {
   api->store = opt->store;
   api->workers = opt->workers;
   api->routes = api_routes(&api->nroutes);
+  KEEL_ASSERT(opt->secret != NULL && opt->secret_len >= 32);
+  session_keys_derive(opt->secret, opt->secret_len, &api->session_keys);
+  crypto_hmac_sha256(opt->secret, opt->secret_len, "keel api key mac v1", 19, api->key_mac_key);
   api->metrics = metrics_new(api->nroutes);
   atomic_init(&api->ready, false);
   atomic_init(&api->draining, false);
   return api;
 }
 
+const struct session_keys *api_session_keys(const struct api *api) {
+  return &api->session_keys;
+}
+
+const uint8_t *api_key_mac_key(const struct api *api) {
+  return api->key_mac_key;
+}
+
 void api_free(struct api *api) {
   if (!api) return;
+  crypto_wipe(&api->session_keys, sizeof(api->session_keys));
+  crypto_wipe(api->key_mac_key, sizeof(api->key_mac_key));
   metrics_free(api->metrics);
   xfree(api);
 }
@@ -167,8 +183,10 @@ static int on_headers(struct http_req *req, void *ud) {
 /* Runs the route's handler with the request's log context set. */
 static void run_request(struct ctx *ctx) {
   log_set_request_id(ctx->request_id);
-  int rc = ctx->route->handler(ctx);
-  if (rc != 0) api_status(ctx, rc);
+  if (mw_run(ctx) == 0) {
+    int rc = ctx->route->handler(ctx);
+    if (rc != 0) api_status(ctx, rc);
+  }
   log_clear_context();
 }
 

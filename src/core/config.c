@@ -77,6 +77,13 @@ static const struct config_setting settings[] = {
             "how long SQLite waits for a lock, in milliseconds"),
     INT_ROW("sqlite.cache_kib", sqlite_cache_kib, "16384", 256, 4194304,
             "SQLite page cache per connection, in KiB"),
+    STR_ROW("secret", secret, "",
+            "server secret (64+ hex chars) for session and key MACs; empty: data_dir/keel.secret"),
+    STR_ROW("plans.file", plans_file, "", "JSON file merged over the built-in plan registry"),
+    STR_ROW("http.allowed_origins", http_allowed_origins, "",
+            "comma-separated origins allowed on cookie-authenticated changes; empty: public_url"),
+    INT_ROW("auth.login_per_ip_per_min", auth_login_per_ip_per_min, "30", 1, 100000,
+            "login and sign-up attempts per minute from one IP address"),
 };
 
 #define SETTINGS_COUNT (sizeof(settings) / sizeof(settings[0]))

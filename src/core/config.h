@@ -44,6 +44,10 @@ struct config {
   bool http_trust_proxy;           /* http.trust_proxy: honour X-Forwarded-For/-Proto */
   int64_t sqlite_busy_timeout_ms;  /* sqlite.busy_timeout_ms */
   int64_t sqlite_cache_kib;        /* sqlite.cache_kib: page cache per connection */
+  char *secret;                    /* secret: hex server secret ("" → data_dir/keel.secret) */
+  char *plans_file;                /* plans.file: override of the plan registry */
+  char *http_allowed_origins;      /* http.allowed_origins: CSRF Origin allow-list */
+  int64_t auth_login_per_ip_per_min; /* auth.login_per_ip_per_min */
 };
 
 enum config_type { CONFIG_STRING, CONFIG_INT, CONFIG_BOOL };

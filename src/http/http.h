@@ -133,7 +133,7 @@ const char *http_req_query(const struct http_req *req, const char *name);
 
 /* Response helpers (strings are copied into the arena). */
 void http_resp_header(struct http_req *req, const char *name, const char *value);
-void http_resp_set(struct http_req *req, int status, const char *content_type,
-                   const char *body, size_t len);
+void http_resp_set(struct http_req *req, int status, const char *content_type, const char *body,
+                   size_t len);
 
 #endif

@@ -75,6 +75,10 @@ static const struct {
     {"http.trust_proxy", CONFIG_BOOL, "false", 0, 0},
     {"sqlite.busy_timeout_ms", CONFIG_INT, "5000", 0, 600000},
     {"sqlite.cache_kib", CONFIG_INT, "16384", 256, 4194304},
+    {"secret", CONFIG_STRING, "", 0, 0},
+    {"plans.file", CONFIG_STRING, "", 0, 0},
+    {"http.allowed_origins", CONFIG_STRING, "", 0, 0},
+    {"auth.login_per_ip_per_min", CONFIG_INT, "30", 1, 100000},
 };
 #define EXPECTED_COUNT (sizeof(expected_settings) / sizeof(expected_settings[0]))
 

@@ -17,14 +17,54 @@ static int h_dummy(struct ctx *ctx) {
 }
 
 static const struct route table[] = {
-    {HTTP_GET, "/healthz", h_dummy, AUTH_PUBLIC, 0, 0, NULL, 0, 0},
-    {HTTP_GET, "/v1/orgs", h_dummy, AUTH_SESSION, 0, 0, NULL, 0, 0},
-    {HTTP_POST, "/v1/orgs", h_dummy, AUTH_SESSION, 0, 1, NULL, 0, 0},
-    {HTTP_GET, "/v1/orgs/{org}", h_dummy, AUTH_SESSION, 0, 0, NULL, 0, 0},
-    {HTTP_DELETE, "/v1/orgs/{org}", h_dummy, AUTH_SESSION, 0, 0, NULL, 0, 0},
-    {HTTP_PATCH, "/v1/orgs/{org}/members/{user}", h_dummy, AUTH_SESSION, 0, 1, NULL, 0, 0},
-    {HTTP_GET, "/v1/orgs/{org}/usage/timeseries", h_dummy, AUTH_SESSION, 0, 0, NULL, 0, 0},
-    {HTTP_POST, "/v1/dev/clock", h_dummy, AUTH_PUBLIC, 0, 1, NULL, 0, ROUTE_DEV},
+    {.method = HTTP_GET,
+     .pattern = "/healthz",
+     .handler = h_dummy,
+     .auth = AUTH_PUBLIC,
+     .body = 0,
+     .flags = 0},
+    {.method = HTTP_GET,
+     .pattern = "/v1/orgs",
+     .handler = h_dummy,
+     .auth = AUTH_SESSION,
+     .body = 0,
+     .flags = 0},
+    {.method = HTTP_POST,
+     .pattern = "/v1/orgs",
+     .handler = h_dummy,
+     .auth = AUTH_SESSION,
+     .body = 1,
+     .flags = 0},
+    {.method = HTTP_GET,
+     .pattern = "/v1/orgs/{org}",
+     .handler = h_dummy,
+     .auth = AUTH_SESSION,
+     .body = 0,
+     .flags = 0},
+    {.method = HTTP_DELETE,
+     .pattern = "/v1/orgs/{org}",
+     .handler = h_dummy,
+     .auth = AUTH_SESSION,
+     .body = 0,
+     .flags = 0},
+    {.method = HTTP_PATCH,
+     .pattern = "/v1/orgs/{org}/members/{user}",
+     .handler = h_dummy,
+     .auth = AUTH_SESSION,
+     .body = 1,
+     .flags = 0},
+    {.method = HTTP_GET,
+     .pattern = "/v1/orgs/{org}/usage/timeseries",
+     .handler = h_dummy,
+     .auth = AUTH_SESSION,
+     .body = 0,
+     .flags = 0},
+    {.method = HTTP_POST,
+     .pattern = "/v1/dev/clock",
+     .handler = h_dummy,
+     .auth = AUTH_PUBLIC,
+     .body = 1,
+     .flags = ROUTE_DEV},
 };
 #define NTABLE (sizeof(table) / sizeof(table[0]))
 
@@ -75,8 +115,8 @@ static void test_match_table(void **state) {
     const struct route *found = NULL;
     struct route_params params = {0};
     unsigned allow = 0;
-    enum router_result r = router_match(table, NTABLE, c->method, slice_from_cstr(c->path),
-                                        c->dev, &found, &params, &allow);
+    enum router_result r = router_match(table, NTABLE, c->method, slice_from_cstr(c->path), c->dev,
+                                        &found, &params, &allow);
     if (r != c->want) fail_msg("case %zu (%s): result %d, want %d", i, c->path, r, c->want);
     if (r == ROUTER_FOUND) {
       assert_ptr_equal(found, &table[c->want_index]);
@@ -97,10 +137,10 @@ static void test_two_params(void **state) {
   const struct route *found = NULL;
   struct route_params p = {0};
   unsigned allow = 0;
-  assert_int_equal(router_match(table, NTABLE, HTTP_PATCH,
-                                slice_from_cstr("/v1/orgs/org-1/members/user-2"), false, &found, &p,
-                                &allow),
-                   ROUTER_FOUND);
+  assert_int_equal(
+      router_match(table, NTABLE, HTTP_PATCH, slice_from_cstr("/v1/orgs/org-1/members/user-2"),
+                   false, &found, &p, &allow),
+      ROUTER_FOUND);
   assert_int_equal(p.count, 2);
   assert_true(slice_eq_cstr(p.names[1], "user"));
   assert_true(slice_eq_cstr(p.values[1], "user-2"));

@@ -1,0 +1,9 @@
+/*
+ * invitations.c — routes of this area (being built).
+ */
+#include "api/api.h"
+
+const struct route *routes_invitations(size_t *count) {
+  *count = 0;
+  return NULL;
+}
