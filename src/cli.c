@@ -18,15 +18,6 @@
 #include "keel_build.h"
 #include "store/store.h"
 
-#define EXIT_USAGE 2
-
-struct command {
-  const char *name;
-  const char *summary;
-  const char *usage;
-  int (*run)(int argc, char **argv, char **envp);
-};
-
 static const struct command *commands(size_t *n);
 
 static const char common_flags_help[] =
@@ -40,6 +31,47 @@ enum { OPT_LISTEN = 1000, OPT_DATA_DIR, OPT_STORE, OPT_CONFIG, OPT_DEV, OPT_SET,
 
 static void print_usage(FILE *f, const struct command *c) {
   fprintf(f, "Usage: keel %s\n\n%s\n\n%s", c->usage, c->summary, common_flags_help);
+}
+
+void cli_print_usage(const struct command *c, const char *extra_flags_help) {
+  printf("Usage: keel %s\n\n%s\n\n%s%s", c->usage, c->summary,
+         extra_flags_help ? extra_flags_help : "", common_flags_help);
+}
+
+int cli_common_flag(int opt, const char *arg, struct app_flags *flags) {
+  switch (opt) {
+    case CLI_OPT_DATA_DIR: flags->data_dir = arg; return 1;
+    case CLI_OPT_STORE: flags->store_url = arg; return 1;
+    case CLI_OPT_CONFIG: flags->config_file = arg; return 1;
+    case CLI_OPT_SET:
+      if (flags->nsets == (int)(sizeof(flags->sets) / sizeof(flags->sets[0]))) {
+        fprintf(stderr, "keel: too many --set flags\n");
+        return EXIT_USAGE;
+      }
+      flags->sets[flags->nsets++] = arg;
+      return 1;
+    default: return 0;
+  }
+}
+
+int cli_open_store(const struct app_flags *flags, char **envp, struct config *cfg,
+                   struct store **store) {
+  *store = NULL;
+  if (app_config(flags, envp, cfg) != 0) {
+    config_free(cfg);
+    return EXIT_USAGE;
+  }
+  app_logging(cfg);
+  if (app_init(cfg) != 0 || app_store_open(cfg, true, store) != 0) {
+    config_free(cfg);
+    return 1;
+  }
+  return 0;
+}
+
+void cli_close_store(struct config *cfg, struct store *store) {
+  store_close(store);
+  config_free(cfg);
 }
 
 /*
@@ -202,6 +234,17 @@ static const struct command command_table[] = {
      cmd_serve},
     {"migrate", "Apply pending schema migrations to the store, then exit.",
      "migrate [--data-dir DIR] [--store URL] [--config FILE]", cmd_migrate},
+    {"user", "Manage users: create one, or make one a platform administrator.",
+     "user create --email E [--password P] [--name N] [--verified] | user promote --email E",
+     cmd_user},
+    {"org", "Manage organisations: create one with an owner.",
+     "org create --name N [--slug S] --owner EMAIL [--plan P]", cmd_org},
+    {"key", "Manage API keys: create one (the key is printed once).",
+     "key create --org SLUG [--name N] [--scopes ingest,read] [--env live|test]", cmd_key},
+    {"bootstrap",
+     "First start: create an administrator, an organisation and an API key when the store has "
+     "no users yet, and print them once.",
+     "bootstrap [--email E]", cmd_bootstrap},
     {"version", "Print the version and exit.", "version", cmd_version},
     {"help", "Show help for keel or one command.", "help [COMMAND]", cmd_help},
 };

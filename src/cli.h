@@ -6,6 +6,56 @@
 #ifndef KEEL_CLI_H
 #define KEEL_CLI_H
 
+#include <getopt.h>
+#include <stdbool.h>
+
+#include "app.h"
+#include "core/config.h"
+#include "store/store.h"
+
+#define EXIT_USAGE 2
+
+struct command {
+  const char *name;
+  const char *summary;
+  const char *usage; /* after "keel " */
+  int (*run)(int argc, char **argv, char **envp);
+};
+
 int cli_main(int argc, char **argv, char **envp);
+
+/* Long options every data command takes; splice CLI_COMMON_OPTIONS into a
+ * command's own getopt_long table (before the terminating zero row). */
+enum {
+  CLI_OPT_DATA_DIR = 1001,
+  CLI_OPT_STORE,
+  CLI_OPT_CONFIG,
+  CLI_OPT_SET,
+  CLI_OPT_FIRST_FREE = 1100 /* commands number their own options from here */
+};
+#define CLI_COMMON_OPTIONS                                 \
+  {"data-dir", required_argument, NULL, CLI_OPT_DATA_DIR}, \
+      {"store", required_argument, NULL, CLI_OPT_STORE},   \
+      {"config", required_argument, NULL, CLI_OPT_CONFIG}, \
+      {"set", required_argument, NULL, CLI_OPT_SET},       \
+      {"help", no_argument, NULL, 'h'}
+
+/* Handles a common option; returns 1 when opt was one, 0 when not, or
+ * EXIT_USAGE after printing a problem. */
+int cli_common_flag(int opt, const char *arg, struct app_flags *flags);
+/* Prints "Usage: keel <usage>", the summary and the common flags. */
+void cli_print_usage(const struct command *c, const char *extra_flags_help);
+/* Configuration, process start-up and the store (migrated), for a data
+ * command. Returns 0, or an exit code after printing the problem. */
+int cli_open_store(const struct app_flags *flags, char **envp, struct config *cfg,
+                   struct store **store);
+/* Undoes cli_open_store. */
+void cli_close_store(struct config *cfg, struct store *store);
+
+/* Commands that live in their own files. */
+int cmd_user(int argc, char **argv, char **envp);      /* cli_user.c: user create|promote */
+int cmd_org(int argc, char **argv, char **envp);       /* cli_org.c: org create */
+int cmd_key(int argc, char **argv, char **envp);       /* cli_key.c: key create */
+int cmd_bootstrap(int argc, char **argv, char **envp); /* cli_bootstrap.c: first admin */
 
 #endif

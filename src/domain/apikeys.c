@@ -1,0 +1,1 @@
+/* apikeys.c — being built. */

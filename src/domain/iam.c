@@ -1,0 +1,1 @@
+/* iam.c — being built. */
