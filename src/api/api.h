@@ -204,6 +204,12 @@ int api_json(struct ctx *ctx, int status, json_t *body);
 int api_problem(struct ctx *ctx, const char *code, const char *detail);
 int api_problemf(struct ctx *ctx, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A problem with extension members (RFC 9457 §3.2), e.g. {"limit":
+ * "members", "upgrade_url": "…"}; ext is consumed (decref'd). Returns 0. */
+int api_problem_ext(struct ctx *ctx, const char *code, const char *detail, json_t *ext);
+/* 403 plan_limit_reached naming the limit, its value and the upgrade URL
+ * (public_url + "/billing"). Returns 0. */
+int api_plan_limit(struct ctx *ctx, const char *limit_name, int64_t limit, const char *plan);
 /* 400 validation_failed with the field errors. Returns 0. */
 int api_validation(struct ctx *ctx, const struct field_errors *fe);
 /* Maps an internal status (KEEL_E*) to a problem response. Returns 0. */

@@ -34,5 +34,9 @@ int store_org_for_member(struct store_tx *tx, const char *user_id, const char *r
                          enum role *role);
 /* The org of a scope (platform code and keys). KEEL_ENOTFOUND when deleted. */
 int store_org_get(struct store_tx *tx, const struct org_scope *scope, struct org *out);
+/* Inserts org (id, name, slug, plan, settings set by the caller; times
+ * stamped here) and makes owner_id its owner. KEEL_ECONFLICT when the slug
+ * is taken. */
+int store_org_insert(struct store_tx *tx, const struct org *org, const char *owner_id);
 
 #endif
