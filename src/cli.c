@@ -40,9 +40,15 @@ void cli_print_usage(const struct command *c, const char *extra_flags_help) {
 
 int cli_common_flag(int opt, const char *arg, struct app_flags *flags) {
   switch (opt) {
-    case CLI_OPT_DATA_DIR: flags->data_dir = arg; return 1;
-    case CLI_OPT_STORE: flags->store_url = arg; return 1;
-    case CLI_OPT_CONFIG: flags->config_file = arg; return 1;
+    case CLI_OPT_DATA_DIR:
+      flags->data_dir = arg;
+      return 1;
+    case CLI_OPT_STORE:
+      flags->store_url = arg;
+      return 1;
+    case CLI_OPT_CONFIG:
+      flags->config_file = arg;
+      return 1;
     case CLI_OPT_SET:
       if (flags->nsets == (int)(sizeof(flags->sets) / sizeof(flags->sets[0]))) {
         fprintf(stderr, "keel: too many --set flags\n");
@@ -50,7 +56,8 @@ int cli_common_flag(int opt, const char *arg, struct app_flags *flags) {
       }
       flags->sets[flags->nsets++] = arg;
       return 1;
-    default: return 0;
+    default:
+      return 0;
   }
 }
 

@@ -37,8 +37,9 @@ enum {
   {"data-dir", required_argument, NULL, CLI_OPT_DATA_DIR}, \
       {"store", required_argument, NULL, CLI_OPT_STORE},   \
       {"config", required_argument, NULL, CLI_OPT_CONFIG}, \
-      {"set", required_argument, NULL, CLI_OPT_SET},       \
-      {"help", no_argument, NULL, 'h'}
+      {"set", required_argument, NULL, CLI_OPT_SET}, {     \
+    "help", no_argument, NULL, 'h'                         \
+  }
 
 /* Handles a common option; returns 1 when opt was one, 0 when not, or
  * EXIT_USAGE after printing a problem. */

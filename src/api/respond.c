@@ -60,8 +60,8 @@ int api_problem_ext(struct ctx *ctx, const char *code, const char *detail, json_
     json_decref(ext);
     return api_problem(ctx, "internal_error", NULL);
   }
-  json_t *doc = json_pack("{s:s++, s:s, s:i, s:s}", "type", "urn:keel:problem:", p->code,
-                          "title", p->title, "status", p->http_status, "code", p->code);
+  json_t *doc = json_pack("{s:s++, s:s, s:i, s:s}", "type", "urn:keel:problem:", p->code, "title",
+                          p->title, "status", p->http_status, "code", p->code);
   if (detail) json_object_set_new(doc, "detail", json_string(detail));
   json_object_set_new(doc, "request_id", json_string(ctx->request_id));
   const char *k;
@@ -78,9 +78,9 @@ int api_problem_ext(struct ctx *ctx, const char *code, const char *detail, json_
 int api_plan_limit(struct ctx *ctx, const char *limit_name, int64_t limit, const char *plan) {
   const char *base = api_config(ctx->api)->public_url;
   char *url = arena_printf(ctx->arena, "%s/billing", base);
-  char *detail = arena_printf(ctx->arena,
-                              "the %s plan allows %lld %s; upgrade the plan to raise the limit",
-                              plan, (long long)limit, limit_name);
+  char *detail =
+      arena_printf(ctx->arena, "the %s plan allows %lld %s; upgrade the plan to raise the limit",
+                   plan, (long long)limit, limit_name);
   return api_problem_ext(ctx, "plan_limit_reached", detail,
                          json_pack("{s:s, s:I, s:s, s:s}", "limit", limit_name, "limit_value",
                                    (json_int_t)limit, "plan", plan, "upgrade_url", url));

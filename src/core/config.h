@@ -26,27 +26,27 @@
 #include <stdint.h>
 
 struct config {
-  char *listen;                    /* listen: "host:port" (IPv4, [IPv6] or a name) */
-  char *data_dir;                  /* data_dir: directory of the SQLite database and secrets */
-  char *store_url;                 /* store: "" (SQLite in data_dir) or postgres://… */
-  char *public_url;                /* public_url: base URL used in links (emails, upgrade) */
-  bool dev;                        /* dev: development mode (test clock, mail in logs) */
-  char *log_level;                 /* log.level: debug | info | warn | error */
-  bool log_access;                 /* log.access: one line per HTTP request */
-  int64_t http_threads;            /* http.threads: I/O threads (0: one per core) */
-  int64_t http_workers;            /* http.workers: blocking-work threads (0: 2 per core) */
-  int64_t http_max_connections;    /* http.max_connections */
-  int64_t http_per_ip_connections; /* http.per_ip_connections */
-  int64_t http_timeout_s;          /* http.timeout_s: idle connection timeout */
-  int64_t http_body_max;           /* http.body_max: default request body limit */
-  int64_t http_ingest_body_max;    /* http.ingest_body_max: ingestion body limit */
-  int64_t http_shutdown_grace_s;   /* http.shutdown_grace_s */
-  bool http_trust_proxy;           /* http.trust_proxy: honour X-Forwarded-For/-Proto */
-  int64_t sqlite_busy_timeout_ms;  /* sqlite.busy_timeout_ms */
-  int64_t sqlite_cache_kib;        /* sqlite.cache_kib: page cache per connection */
-  char *secret;                    /* secret: hex server secret ("" → data_dir/keel.secret) */
-  char *plans_file;                /* plans.file: override of the plan registry */
-  char *http_allowed_origins;      /* http.allowed_origins: CSRF Origin allow-list */
+  char *listen;                      /* listen: "host:port" (IPv4, [IPv6] or a name) */
+  char *data_dir;                    /* data_dir: directory of the SQLite database and secrets */
+  char *store_url;                   /* store: "" (SQLite in data_dir) or postgres://… */
+  char *public_url;                  /* public_url: base URL used in links (emails, upgrade) */
+  bool dev;                          /* dev: development mode (test clock, mail in logs) */
+  char *log_level;                   /* log.level: debug | info | warn | error */
+  bool log_access;                   /* log.access: one line per HTTP request */
+  int64_t http_threads;              /* http.threads: I/O threads (0: one per core) */
+  int64_t http_workers;              /* http.workers: blocking-work threads (0: 2 per core) */
+  int64_t http_max_connections;      /* http.max_connections */
+  int64_t http_per_ip_connections;   /* http.per_ip_connections */
+  int64_t http_timeout_s;            /* http.timeout_s: idle connection timeout */
+  int64_t http_body_max;             /* http.body_max: default request body limit */
+  int64_t http_ingest_body_max;      /* http.ingest_body_max: ingestion body limit */
+  int64_t http_shutdown_grace_s;     /* http.shutdown_grace_s */
+  bool http_trust_proxy;             /* http.trust_proxy: honour X-Forwarded-For/-Proto */
+  int64_t sqlite_busy_timeout_ms;    /* sqlite.busy_timeout_ms */
+  int64_t sqlite_cache_kib;          /* sqlite.cache_kib: page cache per connection */
+  char *secret;                      /* secret: hex server secret ("" → data_dir/keel.secret) */
+  char *plans_file;                  /* plans.file: override of the plan registry */
+  char *http_allowed_origins;        /* http.allowed_origins: CSRF Origin allow-list */
   int64_t auth_login_per_ip_per_min; /* auth.login_per_ip_per_min */
 };
 

@@ -24,7 +24,7 @@ int iam_email_normalise(const char *email, char *out, size_t outsize);
  * KEEL_EINVAL (*why says which rule), or KEEL_ECONFLICT (email taken).
  * Hashing happens before the transaction work, so call it from a worker.
  */
-int iam_user_create(struct store_tx *tx, const char *email, const char *password,
-                    const char *name, bool verified, struct user *out, const char **why);
+int iam_user_create(struct store_tx *tx, const char *email, const char *password, const char *name,
+                    bool verified, struct user *out, const char **why);
 
 #endif

@@ -15,7 +15,8 @@
 
 static void lower(const char *in, char *out, size_t n) {
   size_t i = 0;
-  for (; in[i] && i + 1 < n; i++) out[i] = (char)(in[i] >= 'A' && in[i] <= 'Z' ? in[i] + 32 : in[i]);
+  for (; in[i] && i + 1 < n; i++)
+    out[i] = (char)(in[i] >= 'A' && in[i] <= 'Z' ? in[i] + 32 : in[i]);
   out[i] = '\0';
 }
 

@@ -21,8 +21,8 @@
 static char dir[256];
 
 static struct store *open_store(bool migrate) {
-  struct store_options o = {.data_dir = dir, .busy_timeout_ms = 5000, .cache_kib = 1024,
-                            .migrate_on_open = migrate};
+  struct store_options o = {
+      .data_dir = dir, .busy_timeout_ms = 5000, .cache_kib = 1024, .migrate_on_open = migrate};
   struct store *s = NULL;
   char err[256];
   int rc = store_open(&o, &s, err, sizeof(err));
@@ -75,7 +75,8 @@ static int get_fn(struct store_tx *tx, void *arg) {
   struct kv *kv = arg;
   /* Parameters out of textual order: $2 appears before $1. */
   struct db_stmt *st = db_prepare(
-      tx, "SELECT value, @us(updated_at) FROM server_settings WHERE updated_at >= $2 AND name = $1");
+      tx,
+      "SELECT value, @us(updated_at) FROM server_settings WHERE updated_at >= $2 AND name = $1");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, kv->name);
   db_bind_i64(st, 2, 0);
@@ -165,7 +166,7 @@ static void test_fail_hook(void **state) {
 /* Many threads write at once; every other job fails after inserting. The
  * writer groups them into shared transactions; each failure must undo only
  * its own insert. */
-#define NTHREADS 8
+#define NTHREADS   8
 #define PER_THREAD 100
 
 struct writer_arg {
