@@ -1,0 +1,124 @@
+# keel — thin entry points over Meson/Ninja and the scripts in tools/ and bench/.
+#
+#   make deps      install the Debian packages (tools/deps.sh; no-op when present)
+#   make build     configure (once) and build build/keel
+#   make run       build and serve on 127.0.0.1:8080 (override with RUN_ARGS=...)
+#   make unit      cmocka unit tests          make api    pytest black-box tests
+#   make asan      unit + api under an ASan+UBSan build (build-asan/)
+#   make style     banned calls + clang-format  make valgrind  leak check of a serve cycle
+#   make test      all of the above in order, stops at the first failure, ends with a recap
+#   make bench     optimised build (build-release/) + wrk A/B against nginx; BENCH_ARGS=...
+#   make clean     remove the build directories
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+# meson and ninja parallelise internally; the stages here must run in order.
+.NOTPARALLEL:
+
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+RELEASE_BUILD ?= build-release
+# Debian's interpreter: it is the one apt gives python3-pytest and python3-requests.
+PY ?= /usr/bin/python3
+
+RUN_ARGS ?= --listen 127.0.0.1:8080 --data-dir keel-data
+BENCH_ARGS ?=
+
+ASAN_SETUP_ARGS := -Db_sanitize=address,undefined -Db_lundef=false
+RELEASE_SETUP_ARGS := -Dbuildtype=release -Dtest_hooks=false -Dtests=false
+SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+TEST_STAGES := deps build unit api asan style valgrind
+TEST_LOGS := $(BUILD)-logs
+
+# $(call meson_setup,DIR,ARGS): configure DIR once. The arguments used are kept
+# in DIR/.keel-setup-args; the directory is reconfigured only when they differ
+# (e.g. a build-release configured by hand) or when an earlier setup did not
+# finish. Later changes to meson.build are picked up by ninja itself.
+define meson_setup
+	@stamp='$(1)/.keel-setup-args'; args='$(strip $(2))'; \
+	if [ -f '$(1)/meson-private/coredata.dat' ]; then \
+	  if [ -f '$(1)/build.ninja' ] && { [ -z "$$args" ] || \
+	      { [ -f "$$stamp" ] && [ "$$(cat "$$stamp")" = "$$args" ]; }; }; then \
+	    exit 0; \
+	  fi; \
+	  echo "meson setup --reconfigure $(1) $$args"; \
+	  meson setup --reconfigure '$(1)' $$args || exit 1; \
+	else \
+	  echo "meson setup $(1) $$args"; \
+	  meson setup '$(1)' $$args || exit 1; \
+	fi; \
+	printf '%s' "$$args" > "$$stamp"
+endef
+
+.PHONY: deps build run unit api asan style valgrind test bench clean
+
+deps:
+	@tools/deps.sh
+
+build:
+	$(call meson_setup,$(BUILD),)
+	ninja -C $(BUILD)
+
+# Later issues add first-run steps (e.g. creating the first admin) before serve.
+run: deps build
+	$(BUILD)/keel serve $(RUN_ARGS)
+
+unit: build
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+api: build
+	KEEL_BIN=$(abspath $(BUILD)/keel) $(PY) -m pytest -q tests/api
+
+# Unit and API tests again on an ASan+UBSan build; any report aborts the process.
+# KEEL_TEST_SLOW=1 stretches the API tests' timeouts (tests/api/conftest.py).
+asan:
+	$(call meson_setup,$(ASAN_BUILD),$(ASAN_SETUP_ARGS))
+	ninja -C $(ASAN_BUILD)
+	$(SANITIZER_ENV) meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+	$(SANITIZER_ENV) KEEL_TEST_SLOW=1 KEEL_BIN=$(abspath $(ASAN_BUILD)/keel) \
+	  $(PY) -m pytest -q tests/api
+
+style:
+	@tools/check-style.sh
+
+valgrind: build
+	KEEL_BIN=$(abspath $(BUILD)/keel) tools/valgrind-cycle.sh
+
+# Runs each stage as its own make, logs it to $(TEST_LOGS)/STAGE.log, stops at
+# the first failure and ends with a recap: each stage's result, the meson test
+# counts and the pytest summary lines (plain and under ASan).
+test:
+	@mkdir -p '$(TEST_LOGS)'; rm -f '$(TEST_LOGS)'/*.log; \
+	declare -A result; failed=; \
+	for stage in $(TEST_STAGES); do \
+	  if [ -n "$$failed" ]; then result[$$stage]=skipped; continue; fi; \
+	  echo "=== make $$stage"; \
+	  $(MAKE) --no-print-directory $$stage 2>&1 | tee '$(TEST_LOGS)'/$$stage.log; \
+	  if [ "$${PIPESTATUS[0]}" = 0 ]; then result[$$stage]=PASS; \
+	  else result[$$stage]=FAIL; failed=$$stage; fi; \
+	done; \
+	pytest_summary='^=* ?([0-9]+ (passed|failed|errors?|skipped|xfailed|xpassed|deselected|warnings?)|no tests ran)\b'; \
+	summary() { \
+	  local log='$(TEST_LOGS)'/$$1.log; [ -f "$$log" ] || return 0; \
+	  local counts; counts=$$(grep -E '^(Ok|Expected Fail|Fail|Unexpected Pass|Skipped|Timeout): ' "$$log" \
+	    | tr -s ' ' | paste -sd' ' - | sed 's/ *$$//'); \
+	  [ -z "$$counts" ] || printf '  %-9s meson:  %s\n' "$$1" "$$counts"; \
+	  local py; py=$$(grep -E "$$pytest_summary" "$$log" | tail -n 1); \
+	  [ -z "$$py" ] || printf '  %-9s pytest: %s\n' "$$1" "$$py"; \
+	}; \
+	echo; \
+	if [ -n "$$failed" ]; then verdict="FAILED at stage $$failed"; else verdict="all stages passed"; fi; \
+	echo "=== keel test recap: $$verdict (logs in $(TEST_LOGS)/)"; \
+	for stage in $(TEST_STAGES); do printf '  %-9s %s\n' "$$stage" "$${result[$$stage]}"; done; \
+	summary unit; summary api; summary asan; \
+	[ -z "$$failed" ]
+
+bench: deps
+	$(call meson_setup,$(RELEASE_BUILD),$(RELEASE_SETUP_ARGS))
+	ninja -C $(RELEASE_BUILD)
+	$(PY) bench/bench.py --keel $(RELEASE_BUILD)/keel $(BENCH_ARGS)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(RELEASE_BUILD) $(TEST_LOGS)
