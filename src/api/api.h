@@ -143,16 +143,19 @@ struct ctx {
   const char *request_id;
   bool dispatched; /* the handler phase began (in-flight gauge) */
 
-  /* Filled by the middleware (mw.c) before the handler runs. */
+  /* Filled by the middleware (mw.c) before the handler runs. The flags come
+   * first: only they are zeroed for every request (CTX_ZEROED_SIZE); the
+   * large members after them are valid only when a flag says so. */
   enum actor_kind actor;
-  struct user user;               /* ACTOR_USER: fresh from the store */
   struct session_claims *session; /* ACTOR_USER: the cookie's claims */
-  struct key_auth key;            /* ACTOR_KEY */
   bool has_org;                   /* an org scope is established */
-  struct org_scope scope;
-  struct org org;
-  enum role role; /* ACTOR_USER's role in org */
+  enum role role;                 /* ACTOR_USER's role in org */
+  struct user user;               /* valid when actor == ACTOR_USER */
+  struct key_auth key;            /* valid when actor == ACTOR_KEY */
+  struct org_scope scope;         /* valid when has_org */
+  struct org org;                 /* valid when has_org */
 };
+#define CTX_ZEROED_SIZE offsetof(struct ctx, user)
 
 /*
  * Middleware (mw.c). Runs before the handler: authentication by the route's
