@@ -17,6 +17,7 @@
 #include "core/ids.h"
 
 #include <pthread.h>
+#include <string.h>
 
 #include "core/crypto.h"
 #include "core/time.h"
@@ -64,6 +65,25 @@ static void id_next_stamp(int64_t ms, bool tracked, int64_t *ms_out, unsigned *c
   pthread_mutex_unlock(&id_lock);
 }
 
+/*
+ * Random bits for ids come from a small per-thread buffer refilled from
+ * libsodium, so an id costs a getrandom(2) call only once in 32. Id bits are
+ * unguessable but not secret (they are public identifiers); secrets such as
+ * tokens draw from crypto_random directly.
+ */
+#define ID_RANDOM_POOL 256
+static __thread uint8_t id_pool[ID_RANDOM_POOL];
+static __thread size_t id_pool_pos = ID_RANDOM_POOL;
+
+static void id_random(uint8_t *out, size_t n) {
+  if (id_pool_pos + n > ID_RANDOM_POOL) {
+    crypto_random(id_pool, sizeof(id_pool));
+    id_pool_pos = 0;
+  }
+  memcpy(out, id_pool + id_pool_pos, n);
+  id_pool_pos += n;
+}
+
 static void id_build(struct id *out, int64_t unix_us, bool tracked) {
   int64_t ms = unix_us < 0 ? 0 : unix_us / 1000;
   if (ms > ID_MS_MAX) ms = ID_MS_MAX;
@@ -75,7 +95,7 @@ static void id_build(struct id *out, int64_t unix_us, bool tracked) {
   }
   out->b[6] = (uint8_t)(0x70 | (counter >> 8));
   out->b[7] = (uint8_t)(counter & 0xff);
-  crypto_random(out->b + 8, 8);
+  id_random(out->b + 8, 8);
   out->b[8] = (uint8_t)((out->b[8] & 0x3f) | 0x80);
 }
 
