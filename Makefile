@@ -29,7 +29,7 @@ RELEASE_SETUP_ARGS := -Dbuildtype=release -Dtest_hooks=false -Dtests=false
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-TEST_STAGES := deps build unit api asan style valgrind
+TEST_STAGES := deps build unit api asan style valgrind fuzz-short
 TEST_LOGS := $(BUILD)-logs
 
 # $(call meson_setup,DIR,ARGS): configure DIR once. The arguments used are kept
@@ -52,7 +52,7 @@ define meson_setup
 	printf '%s' "$$args" > "$$stamp"
 endef
 
-.PHONY: deps build run unit api asan style valgrind test bench clean
+.PHONY: deps build run unit api asan style valgrind test bench clean fuzz fuzz-short
 
 deps:
 	@tools/deps.sh
@@ -113,7 +113,44 @@ test:
 	echo "=== keel test recap: $$verdict (logs in $(TEST_LOGS)/)"; \
 	for stage in $(TEST_STAGES); do printf '  %-9s %s\n' "$$stage" "$${result[$$stage]}"; done; \
 	summary unit; summary api; summary asan; \
+	passed=0; nfailed=0; \
+	for stage in unit api asan; do \
+	  log='$(TEST_LOGS)'/$$stage.log; [ -f "$$log" ] || continue; \
+	  n=$$(grep -E '^Ok: ' "$$log" | awk '{s+=$$2} END {print s+0}'); passed=$$((passed + n)); \
+	  n=$$(grep -E '^Fail: ' "$$log" | awk '{s+=$$2} END {print s+0}'); nfailed=$$((nfailed + n)); \
+	  py=$$(grep -E "$$pytest_summary" "$$log" | tail -n 1); \
+	  n=$$(printf '%s' "$$py" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+'); passed=$$((passed + $${n:-0})); \
+	  n=$$(printf '%s' "$$py" | grep -oE '[0-9]+ (failed|errors?)' | awk '{s+=$$1} END {print s+0}'); \
+	  nfailed=$$((nfailed + $${n:-0})); \
+	done; \
+	[ -z "$$failed" ] || nfailed=$$((nfailed > 0 ? nfailed : 1)); \
+	echo "tests: $$passed passed, $$nfailed failed"; \
 	[ -z "$$failed" ]
+
+# libFuzzer drivers (tests/fuzz) built with clang + ASan/UBSan in build-fuzz/;
+# each runs FUZZ_SECONDS on a scratch copy of its seed corpus. `make test`
+# runs a short pass; `make fuzz FUZZ_SECONDS=600` a long one.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_DRIVERS := json time session router
+FUZZ_SETUP_ARGS := -Dfuzz=true -Dtests=false -Db_sanitize=address,undefined -Db_lundef=false
+
+fuzz:
+	@if [ ! -f '$(FUZZ_BUILD)/build.ninja' ]; then \
+	  CC=clang meson setup '$(FUZZ_BUILD)' $(FUZZ_SETUP_ARGS) || exit 1; fi
+	ninja -C $(FUZZ_BUILD) $(addprefix fuzz_,$(FUZZ_DRIVERS))
+	@for d in $(FUZZ_DRIVERS); do \
+	  work='$(FUZZ_BUILD)'/corpus-$$d; rm -rf "$$work"; mkdir -p "$$work"; \
+	  cp tests/fuzz/corpus/$$d/* "$$work"/; \
+	  echo "fuzz_$$d: $(FUZZ_SECONDS) s"; \
+	  '$(FUZZ_BUILD)'/fuzz_$$d -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+	    -print_final_stats=0 "$$work" > '$(FUZZ_BUILD)'/fuzz_$$d.log 2>&1 \
+	    || { tail -n 40 '$(FUZZ_BUILD)'/fuzz_$$d.log; echo "fuzz_$$d FAILED"; exit 1; }; \
+	  grep -E '^Done' '$(FUZZ_BUILD)'/fuzz_$$d.log || true; \
+	done
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=8
 
 bench: deps
 	$(call meson_setup,$(RELEASE_BUILD),$(RELEASE_SETUP_ARGS))
