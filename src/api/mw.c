@@ -36,11 +36,44 @@ const char *ctx_ip(struct ctx *ctx) {
   return ctx->req->remote_ip;
 }
 
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid. */
+static size_t utf8_seq(const unsigned char *p, size_t left) {
+  unsigned char c = p[0];
+  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+  if (n == 0 || n > left || (n == 2 && c < 0xc2)) return 0;
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xc0) != 0x80) return 0;
+  }
+  return n;
+}
+
+/*
+ * The User-Agent as it is recorded in audit entries: at most 256 bytes, cut
+ * at a character boundary, control characters and invalid UTF-8 replaced by
+ * '?', so the value always encodes in the canonical JSON the chain hashes.
+ */
 const char *ctx_user_agent(struct ctx *ctx) {
   struct slice ua = http_req_header(ctx->req, "User-Agent");
   if (!ua.p) return NULL;
-  if (ua.len > 256) ua.len = 256; /* bounded in the audit log */
-  return arena_slice_dup(ctx->arena, ua);
+  size_t max = 256;
+  char *out = arena_alloc(ctx->arena, max + 1);
+  size_t n = 0;
+  const unsigned char *p = (const unsigned char *)ua.p;
+  for (size_t i = 0; i < ua.len;) {
+    size_t k = utf8_seq(p + i, ua.len - i);
+    if (k == 0 || (k == 1 && (p[i] < 0x20 || p[i] == 0x7f))) {
+      if (n + 1 > max) break;
+      out[n++] = '?';
+      i++;
+      continue;
+    }
+    if (n + k > max) break;
+    memcpy(out + n, p + i, k);
+    n += k;
+    i += k;
+  }
+  out[n] = '\0';
+  return out;
 }
 
 int ctx_audit(struct ctx *ctx, struct store_tx *tx, const char *action, const char *resource_type,

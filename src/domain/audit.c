@@ -15,6 +15,13 @@
  * implementations (docs/internals/audit.md). */
 #define CANON_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ENCODE_ANY)
 
+/* Every member of the canonical form is present: a value that cannot be
+ * encoded (not UTF-8) makes the whole entry unencodable rather than being
+ * left out, so no stored field escapes the hash. */
+static void put(json_t *o, const char *key, json_t *v, bool *bad) {
+  if (!v || json_object_set_new(o, key, v) != 0) *bad = true;
+}
+
 static json_t *str_or_null(const char *s) {
   return s ? json_string(s) : json_null();
 }
@@ -22,20 +29,25 @@ static json_t *str_or_null(const char *s) {
 int audit_canonical(const char *org_id, const struct audit_row *r, struct buf *out) {
   json_t *details = json_loads(r->details ? r->details : "{}", JSON_DECODE_ANY, NULL);
   if (!details) details = json_string(r->details); /* damaged: still hashed, never matches */
+  bool bad = false;
   json_t *o = json_object();
-  json_object_set_new(o, "action", str_or_null(r->action));
-  json_object_set_new(o, "actor_id", str_or_null(r->actor_id));
-  json_object_set_new(o, "actor_type", str_or_null(r->actor_type));
-  json_object_set_new(o, "at", json_integer((json_int_t)r->at));
-  json_object_set_new(o, "details", details);
-  json_object_set_new(o, "id", json_string(r->id));
-  json_object_set_new(o, "ip", str_or_null(r->ip));
-  json_object_set_new(o, "org_id", json_string(org_id));
-  json_object_set_new(o, "resource_id", str_or_null(r->resource_id));
-  json_object_set_new(o, "resource_type", str_or_null(r->resource_type));
-  json_object_set_new(o, "result", str_or_null(r->result));
-  json_object_set_new(o, "seq", json_integer((json_int_t)r->seq));
-  json_object_set_new(o, "user_agent", str_or_null(r->user_agent));
+  put(o, "action", str_or_null(r->action), &bad);
+  put(o, "actor_id", str_or_null(r->actor_id), &bad);
+  put(o, "actor_type", str_or_null(r->actor_type), &bad);
+  put(o, "at", json_integer((json_int_t)r->at), &bad);
+  put(o, "details", details, &bad);
+  put(o, "id", json_string(r->id), &bad);
+  put(o, "ip", str_or_null(r->ip), &bad);
+  put(o, "org_id", json_string(org_id), &bad);
+  put(o, "resource_id", str_or_null(r->resource_id), &bad);
+  put(o, "resource_type", str_or_null(r->resource_type), &bad);
+  put(o, "result", str_or_null(r->result), &bad);
+  put(o, "seq", json_integer((json_int_t)r->seq), &bad);
+  put(o, "user_agent", str_or_null(r->user_agent), &bad);
+  if (bad) {
+    json_decref(o);
+    return -1;
+  }
   size_t need = json_dumpb(o, NULL, 0, CANON_FLAGS);
   int rc = -1;
   if (need > 0 && buf_reserve(out, need) == 0) {
@@ -84,7 +96,7 @@ int audit_append(struct store_tx *tx, const struct audit_entry *e, char id_out[I
   r.seq++;
   struct buf canon;
   buf_init(&canon, 1 << 20);
-  rc = audit_canonical(org, &r, &canon) == 0 ? 0 : KEEL_ETOOBIG;
+  rc = audit_canonical(org, &r, &canon) == 0 ? 0 : KEEL_EINVAL;
   if (rc == 0) {
     audit_hash(r.prev_hash, &canon, r.hash);
     rc = store_audit_insert(tx, &scope, &r);
