@@ -2,10 +2,23 @@
  * server.c — keel's HTTP server over libmicrohttpd. The only file that
  * includes microhttpd.h.
  *
- * Threads: libmicrohttpd runs an epoll loop per I/O thread (a pool sized by
- * http_options.threads). Handlers run on those threads only when they cannot
- * block; anything else is handed to another thread by the handler
- * (on_request returns HTTP_DEFERRED) while the connection is suspended.
+ * Threads: keel runs http_options.threads I/O threads. Each owns one
+ * libmicrohttpd daemon in "external" epoll mode, all accepting from one
+ * listening socket that keel creates, and drives it itself:
+ *     epoll_wait(daemon's epoll fd + the thread's eventfd) → resume the
+ *     connections whose work finished → MHD_run(daemon)
+ * Handlers run on the I/O thread only when they cannot block; anything else
+ * is handed to another thread by the handler (on_request returns
+ * HTTP_DEFERRED) while the connection is suspended.
+ *
+ * Why keel drives the loop: with libmicrohttpd's own threads, a resume from
+ * another thread can land while the library is still processing the
+ * suspension, and the connection then waits for a socket event that never
+ * comes (seen with 0.9.75: a few percent of deferred keep-alive requests
+ * stalled until the client gave up). Here MHD_resume_connection is only
+ * ever called by the I/O thread that runs the daemon, between MHD_run calls,
+ * so the two can never overlap. Other threads queue the connection on the
+ * I/O thread and wake it through its eventfd.
  *
  * One request, in libmicrohttpd's calls to access_cb:
  *   1. the URI callback creates the struct http_conn (with the raw URI);
@@ -14,20 +27,29 @@
  *   3. access_cb with body bytes: appended, counted, cut at the limit;
  *   4. access_cb with no more bytes: on_request; DONE → respond; DEFERRED →
  *      suspend (unless the other thread already finished);
- *   5. after http_req_resume: access_cb again → respond;
+ *   5. http_req_resume (any thread) queues it; the I/O thread resumes it;
+ *      access_cb again → respond;
  *   6. completed_cb: on_complete, then everything is freed.
  *
- * The suspend/resume race (the worker finishing before the connection is
- * suspended) is closed by conn->mu: whichever of the two comes second acts.
+ * The race between the worker finishing and the I/O thread suspending is
+ * closed by conn->mu: whichever of the two comes second acts.
+ *
+ * Connection limits are keel's: an accept policy shared by all daemons counts
+ * connections per IP and in total (libmicrohttpd's own limits would be per
+ * daemon).
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/arena.h"
@@ -57,24 +79,55 @@ enum conn_state {
   CONN_REPLIED      /* response queued */
 };
 
+struct http_io; /* one I/O thread and its daemon */
+
 struct http_conn {
   struct http_server *srv;
+  struct http_io *io;
+  struct http_conn *resume_next; /* in io->resume_head */
   struct MHD_Connection *mhd;
   struct http_req req;
   pthread_mutex_t mu;
   enum conn_state state;
   bool resumed_early; /* http_req_resume ran before we could suspend */
   bool body_cut;      /* the body went over the limit */
+  size_t target_len;  /* bytes of the request target as sent */
   size_t body_seen;
 };
 
-struct http_server {
+#define HTTP_IO_MAX 64
+#define IP_SLOTS    1024 /* per-IP connection counts (open hashing) */
+
+struct http_io {
+  struct http_server *srv;
   struct MHD_Daemon *daemon;
+  pthread_t thread;
+  int epfd;    /* watches the daemon's epoll fd and wake_fd */
+  int wake_fd; /* eventfd: resumes queued, or stop */
+  pthread_mutex_t mu;
+  struct http_conn *resume_head; /* connections to resume (under mu) */
+  atomic_bool stop;
+  atomic_bool quiesce;  /* asked to let go of the listening socket */
+  atomic_bool quiesced; /* done */
+};
+
+struct ip_count {
+  char ip[64];
+  unsigned n;
+};
+
+struct http_server {
+  struct http_io io[HTTP_IO_MAX];
+  unsigned nio;
+  int listen_fd;
   struct http_handler handler;
   struct http_options opt;
   atomic_uint inflight;
   unsigned port;
   bool quiesced;
+  pthread_mutex_t conn_mu; /* connection counts */
+  unsigned connections;
+  struct ip_count ips[IP_SLOTS];
 };
 
 static const char *const method_names[HTTP_METHOD_COUNT] = {"GET",   "HEAD",   "POST",    "PUT",
@@ -328,9 +381,11 @@ static enum MHD_Result queue_response(struct http_conn *c) {
 /* --- libmicrohttpd callbacks --------------------------------------------- */
 
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *mhd) {
-  struct http_server *srv = cls;
+  struct http_io *io = cls;
+  struct http_server *srv = io->srv;
   struct http_conn *c = xcalloc(1, sizeof(*c));
   c->srv = srv;
+  c->io = io;
   c->mhd = mhd;
   pthread_mutex_init(&c->mu, NULL);
   struct http_req *req = &c->req;
@@ -341,6 +396,7 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *mhd) {
   buf_init(&req->resp_body, LIMIT_RESPONSE_MAX);
   req->status = 500;
   struct slice raw = slice_from_cstr(arena_strdup(req->arena, uri ? uri : "/"));
+  c->target_len = raw.len;
   if (!slice_cut(raw, '?', &req->path, &req->query)) req->query = slice_make(raw.p + raw.len, 0);
   atomic_fetch_add(&srv->inflight, 1);
   return c;
@@ -349,7 +405,7 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *mhd) {
 static void completed_cb(void *cls, struct MHD_Connection *mhd, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   (void)mhd;
-  struct http_server *srv = cls;
+  struct http_server *srv = ((struct http_io *)cls)->srv;
   struct http_conn *c = *con_cls;
   if (!c) return;
   *con_cls = NULL;
@@ -382,7 +438,7 @@ static bool on_headers_in(struct http_conn *c, const char *method) {
     respond_problem(req, "ambiguous_framing", bad);
     return true;
   }
-  if (req->path.len + req->query.len + 1 > LIMIT_URL_MAX) {
+  if (c->target_len > LIMIT_URL_MAX) {
     respond_problem(req, "uri_too_long", "the request target is longer than 2048 bytes");
     return true;
   }
@@ -416,12 +472,23 @@ static enum MHD_Result dispatch(struct http_conn *c) {
   return MHD_YES;
 }
 
+static void io_wake(struct http_io *io) {
+  uint64_t one = 1;
+  ssize_t w = write(io->wake_fd, &one, sizeof(one));
+  (void)w; /* a full counter still wakes the thread */
+}
+
 void http_req_resume(struct http_req *req) {
   struct http_conn *c = req->conn;
   pthread_mutex_lock(&c->mu);
   if (c->state == CONN_SUSPENDED) {
     c->state = CONN_READY;
-    MHD_resume_connection(c->mhd);
+    struct http_io *io = c->io;
+    pthread_mutex_lock(&io->mu);
+    c->resume_next = io->resume_head;
+    io->resume_head = c;
+    pthread_mutex_unlock(&io->mu);
+    io_wake(io);
   } else {
     c->resumed_early = true;
   }
@@ -511,6 +578,11 @@ static int resolve_listen(const char *listen, struct sockaddr_storage *ss, char 
     snprintf(err, errlen, "listen address '%s' is not host:port", listen);
     return -1;
   }
+  uint64_t port;
+  if (slice_to_u64(slice_from_cstr(colon + 1), &port) != 0 || port > 65535) {
+    snprintf(err, errlen, "listen address '%s': the port must be a number from 0 to 65535", listen);
+    return -1;
+  }
   size_t hlen = (size_t)(colon - listen);
   if (listen[0] == '[' && hlen >= 2 && listen[hlen - 1] == ']') {
     listen++;
@@ -536,6 +608,188 @@ static int resolve_listen(const char *listen, struct sockaddr_storage *ss, char 
   return 0;
 }
 
+/* --- connection limits (shared by every daemon) --------------------------- */
+
+static void sockaddr_ip(const struct sockaddr *sa, char *out, size_t n) {
+  snprintf(out, n, "unknown");
+  if (!sa) return;
+  if (sa->sa_family == AF_INET) {
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+              (socklen_t)n);
+  } else if (sa->sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+              (socklen_t)n);
+  }
+}
+
+/* The slot of ip (existing, or the free one where it would go); NULL when
+ * the table is full. Called with conn_mu held. */
+static struct ip_count *ip_slot(struct http_server *s, const char *ip) {
+  uint64_t h = UINT64_C(1469598103934665603);
+  for (const char *p = ip; *p; p++) h = (h ^ (uint8_t)*p) * UINT64_C(1099511628211);
+  struct ip_count *free_slot = NULL;
+  for (size_t k = 0; k < IP_SLOTS; k++) {
+    struct ip_count *e = &s->ips[(h + k) % IP_SLOTS];
+    if (e->n > 0 && strcmp(e->ip, ip) == 0) return e;
+    if (e->n == 0 && !free_slot) free_slot = e;
+    if (e->n == 0 && e->ip[0] == '\0') break; /* never used: the chain ends */
+  }
+  return free_slot;
+}
+
+static enum MHD_Result accept_cb(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+  (void)addrlen;
+  struct http_server *s = cls;
+  char ip[64];
+  sockaddr_ip(addr, ip, sizeof(ip));
+  pthread_mutex_lock(&s->conn_mu);
+  bool ok = s->connections < s->opt.max_connections;
+  if (ok && s->opt.per_ip_connections > 0) {
+    struct ip_count *e = ip_slot(s, ip);
+    ok = e && (e->n == 0 || e->n < s->opt.per_ip_connections);
+  }
+  pthread_mutex_unlock(&s->conn_mu);
+  return ok ? MHD_YES : MHD_NO;
+}
+
+static void notify_conn_cb(void *cls, struct MHD_Connection *mhd, void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe) {
+  (void)socket_context;
+  struct http_server *s = ((struct http_io *)cls)->srv;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  char ip[64];
+  sockaddr_ip(ci ? ci->client_addr : NULL, ip, sizeof(ip));
+  pthread_mutex_lock(&s->conn_mu);
+  struct ip_count *e = ip_slot(s, ip);
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    s->connections++;
+    if (e) {
+      if (e->n == 0) snprintf(e->ip, sizeof(e->ip), "%s", ip);
+      e->n++;
+    }
+  } else {
+    if (s->connections > 0) s->connections--;
+    if (e && e->n > 0) e->n--;
+  }
+  pthread_mutex_unlock(&s->conn_mu);
+}
+
+/* --- I/O threads ------------------------------------------------------------ */
+
+static void io_resume_queued(struct http_io *io) {
+  pthread_mutex_lock(&io->mu);
+  struct http_conn *c = io->resume_head;
+  io->resume_head = NULL;
+  pthread_mutex_unlock(&io->mu);
+  while (c) {
+    struct http_conn *next = c->resume_next;
+    MHD_resume_connection(c->mhd);
+    c = next;
+  }
+}
+
+static void *io_main(void *arg) {
+  struct http_io *io = arg;
+  pthread_setname_np(pthread_self(), "keel-http");
+  while (!atomic_load(&io->stop)) {
+    MHD_UNSIGNED_LONG_LONG to = 0;
+    int timeout_ms = 1000;
+    if (MHD_get_timeout(io->daemon, &to) == MHD_YES) timeout_ms = to < 1000 ? (int)to : 1000;
+    struct epoll_event ev[4];
+    int n = epoll_wait(io->epfd, ev, 4, timeout_ms);
+    for (int i = 0; i < n; i++) {
+      if (ev[i].data.ptr == io) {
+        uint64_t v;
+        ssize_t r = read(io->wake_fd, &v, sizeof(v));
+        (void)r;
+      }
+    }
+    if (atomic_load(&io->quiesce) && !atomic_load(&io->quiesced)) {
+      /* libmicrohttpd in external mode is driven by this thread only: the
+       * daemon lets go of the listening socket here, never concurrently with
+       * MHD_run. */
+      MHD_quiesce_daemon(io->daemon);
+      atomic_store(&io->quiesced, true);
+    }
+    io_resume_queued(io);
+    MHD_run(io->daemon);
+  }
+  return NULL;
+}
+
+static int listen_socket(const struct sockaddr_storage *ss, char *err, size_t errlen) {
+  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, errlen, "socket: %s", strerror(errno));
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  socklen_t len =
+      ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, 1024) != 0) {
+    snprintf(err, errlen, "%s", strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static unsigned bound_port(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return 0;
+  if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+  return ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+}
+
+static int io_start(struct http_server *srv, struct http_io *io, unsigned per_daemon_limit,
+                    char *err, size_t errlen) {
+  io->srv = srv;
+  pthread_mutex_init(&io->mu, NULL);
+  atomic_init(&io->stop, false);
+  atomic_init(&io->quiesce, false);
+  atomic_init(&io->quiesced, false);
+  io->epfd = -1;
+  io->wake_fd = -1;
+  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+  io->daemon = MHD_start_daemon(
+      flags, 0, accept_cb, srv, access_cb, io, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+      MHD_OPTION_LISTEN_SOCKET, (MHD_socket)srv->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+      per_daemon_limit, MHD_OPTION_CONNECTION_TIMEOUT, srv->opt.timeout_s,
+      MHD_OPTION_URI_LOG_CALLBACK, uri_cb, io, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, io,
+      MHD_OPTION_NOTIFY_CONNECTION, notify_conn_cb, io, MHD_OPTION_UNESCAPE_CALLBACK, unescape_none,
+      NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY, MHD_OPTION_END);
+  if (!io->daemon) {
+    snprintf(err, errlen, "libmicrohttpd refused to start");
+    return -1;
+  }
+  const union MHD_DaemonInfo *di = MHD_get_daemon_info(io->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+  io->epfd = epoll_create1(EPOLL_CLOEXEC);
+  io->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (!di || io->epfd < 0 || io->wake_fd < 0) {
+    snprintf(err, errlen, "cannot set up the I/O loop: %s", strerror(errno));
+    return -1;
+  }
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+  struct epoll_event wake = {.events = EPOLLIN, .data.ptr = io};
+  if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, di->epoll_fd, &ev) != 0 ||
+      epoll_ctl(io->epfd, EPOLL_CTL_ADD, io->wake_fd, &wake) != 0 ||
+      pthread_create(&io->thread, NULL, io_main, io) != 0) {
+    snprintf(err, errlen, "cannot start an I/O thread: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static void io_close(struct http_io *io) {
+  if (io->daemon) MHD_stop_daemon(io->daemon);
+  if (io->epfd >= 0) close(io->epfd);
+  if (io->wake_fd >= 0) close(io->wake_fd);
+  pthread_mutex_destroy(&io->mu);
+}
+
 struct http_server *http_start(const struct http_options *opt, const struct http_handler *h,
                                char *err, size_t errlen) {
   struct sockaddr_storage ss;
@@ -544,27 +798,28 @@ struct http_server *http_start(const struct http_options *opt, const struct http
   srv->handler = *h;
   srv->opt = *opt;
   atomic_init(&srv->inflight, 0);
-
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                   MHD_USE_ITC | MHD_USE_ERROR_LOG;
-  if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
-  unsigned threads = opt->threads ? opt->threads : 1;
-  srv->daemon = MHD_start_daemon(
-      flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-      MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
-      MHD_OPTION_CONNECTION_LIMIT, opt->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-      opt->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT, opt->timeout_s,
-      MHD_OPTION_URI_LOG_CALLBACK, uri_cb, srv, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, srv,
-      MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      (size_t)HTTP_CONN_MEMORY, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
-  if (!srv->daemon) {
-    snprintf(err, errlen, "cannot listen on %s: %s", opt->listen,
-             errno ? strerror(errno) : "libmicrohttpd refused the options");
+  pthread_mutex_init(&srv->conn_mu, NULL);
+  char why[256];
+  srv->listen_fd = listen_socket(&ss, why, sizeof(why));
+  if (srv->listen_fd < 0) {
+    snprintf(err, errlen, "cannot listen on %s: %s", opt->listen, why);
+    pthread_mutex_destroy(&srv->conn_mu);
     xfree(srv);
     return NULL;
   }
-  const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-  srv->port = di ? di->port : 0;
+  srv->port = bound_port(srv->listen_fd);
+  srv->nio = opt->threads ? opt->threads : 1;
+  if (srv->nio > HTTP_IO_MAX) srv->nio = HTTP_IO_MAX;
+  /* Each daemon may hold all connections; keel's accept policy enforces the
+   * shared totals. */
+  unsigned per_daemon = opt->max_connections ? opt->max_connections : 1;
+  for (unsigned i = 0; i < srv->nio; i++) {
+    if (io_start(srv, &srv->io[i], per_daemon, err, errlen) != 0) {
+      srv->nio = i + 1;
+      http_stop(srv);
+      return NULL;
+    }
+  }
   return srv;
 }
 
@@ -579,8 +834,24 @@ unsigned http_inflight(const struct http_server *s) {
 void http_quiesce(struct http_server *s) {
   if (!s || s->quiesced) return;
   s->quiesced = true;
-  MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-  if (fd != MHD_INVALID_SOCKET) close(fd);
+  /* Every daemon lets go of the shared socket (on its own thread), then it
+   * is closed once. A daemon whose thread never started is quiesced here. */
+  for (unsigned i = 0; i < s->nio; i++) {
+    struct http_io *io = &s->io[i];
+    if (!io->daemon) continue;
+    if (!io->thread) {
+      MHD_quiesce_daemon(io->daemon);
+      continue;
+    }
+    atomic_store(&io->quiesce, true);
+    io_wake(io);
+  }
+  for (unsigned i = 0; i < s->nio; i++) {
+    struct http_io *io = &s->io[i];
+    while (io->daemon && io->thread && !atomic_load(&io->quiesced)) usleep(1000);
+  }
+  if (s->listen_fd >= 0) close(s->listen_fd);
+  s->listen_fd = -1;
 }
 
 unsigned http_drain(struct http_server *s, int64_t deadline_mono_us) {
@@ -591,6 +862,18 @@ unsigned http_drain(struct http_server *s, int64_t deadline_mono_us) {
 
 void http_stop(struct http_server *s) {
   if (!s) return;
-  MHD_stop_daemon(s->daemon);
+  /* Quiesced first: otherwise each daemon would close the shared socket. */
+  http_quiesce(s);
+  for (unsigned i = 0; i < s->nio; i++) {
+    struct http_io *io = &s->io[i];
+    if (!io->thread) continue;
+    atomic_store(&io->stop, true);
+    io_wake(io);
+    pthread_join(io->thread, NULL);
+    io->thread = 0;
+    io_resume_queued(io); /* nothing may stay suspended when the daemon stops */
+  }
+  for (unsigned i = 0; i < s->nio; i++) io_close(&s->io[i]);
+  pthread_mutex_destroy(&s->conn_mu);
   xfree(s);
 }
