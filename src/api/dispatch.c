@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/keys.h"
 #include "core/crypto.h"
 #include "core/json.h"
 #include "core/limits.h"
@@ -17,6 +18,7 @@
 #include "core/time.h"
 #include "core/workers.h"
 #include "core/xmalloc.h"
+#include "domain/apikeys.h"
 
 struct api {
   struct session_keys session_keys;
@@ -29,6 +31,7 @@ struct api {
   size_t nroutes;
   atomic_bool ready;
   atomic_bool draining;
+  struct keys *keys; /* the API-keys area (api/keys.h) */
 };
 
 struct api *api_new(const struct api_options *opt) {
@@ -39,11 +42,16 @@ struct api *api_new(const struct api_options *opt) {
   api->routes = api_routes(&api->nroutes);
   KEEL_ASSERT(opt->secret != NULL && opt->secret_len >= 32);
   session_keys_derive(opt->secret, opt->secret_len, &api->session_keys);
-  crypto_hmac_sha256(opt->secret, opt->secret_len, "keel api key mac v1", 19, api->key_mac_key);
+  apikeys_mac_key_derive(opt->secret, opt->secret_len, api->key_mac_key);
   api->metrics = metrics_new(api->nroutes);
   atomic_init(&api->ready, false);
   atomic_init(&api->draining, false);
+  api->keys = keys_start(api);
   return api;
+}
+
+struct keys *api_keys(const struct api *api) {
+  return api->keys;
 }
 
 const struct session_keys *api_session_keys(const struct api *api) {
@@ -56,6 +64,7 @@ const uint8_t *api_key_mac_key(const struct api *api) {
 
 void api_free(struct api *api) {
   if (!api) return;
+  keys_stop(api->keys); /* flushes last_used_at: the store must still be open */
   crypto_wipe(&api->session_keys, sizeof(api->session_keys));
   crypto_wipe(api->key_mac_key, sizeof(api->key_mac_key));
   metrics_free(api->metrics);
@@ -104,6 +113,7 @@ int api_render_gauges(struct api *api, struct buf *out) {
                      "keel_worker_queue_depth %zu\n",
                      workers_queued(api->workers));
   }
+  rc |= keys_render_metrics(api->keys, out);
   return rc ? -1 : 0;
 }
 
@@ -144,6 +154,11 @@ static int on_headers(struct http_req *req, void *ud) {
   ctx->route_index = api->nroutes;
   req->user = ctx;
 
+  if (req->method == HTTP_METHOD_OTHER) {
+    /* RFC 9110 §15.6.2: a method the server does not recognise is 501. */
+    api_problemf(ctx, "not_implemented", "the method %.32s is not supported", req->method_str);
+    return 1;
+  }
   unsigned allow = 0;
   const struct route *r = NULL;
   enum router_result m = router_match(api->routes, api->nroutes, req->method, req->path,
@@ -207,6 +222,13 @@ static int on_request(struct http_req *req, void *ud) {
   if (ctx->route->flags & ROUTE_INLINE || !api->workers) {
     run_request(ctx);
     return HTTP_DONE;
+  }
+  if (ctx->route->flags & ROUTE_INLINE_KEY) {
+    /* A key found in the cache is authenticated (and the answer given)
+     * here, without the hop to a worker; anything else goes there. */
+    enum keys_preauth pre = keys_preauthenticate(ctx);
+    if (pre == KEYS_PREAUTH_READY) run_request(ctx);
+    if (pre != KEYS_PREAUTH_DEFER) return HTTP_DONE;
   }
   int rc = workers_submit(api->workers, worker_job, ctx);
   if (rc != 0) {

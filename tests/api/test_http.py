@@ -404,3 +404,14 @@ def test_idle_connection_without_request_times_out(fresh_server):
         t0 = time.monotonic()
         assert c.closed_by_peer(3.0)
         assert time.monotonic() - t0 >= 0.5
+
+
+def test_unknown_method_is_501(server):
+    status, headers, body = raw_http(
+        server.port, b"BREW /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status == 501
+    assert headers.get("content-type") == "application/problem+json"
+    doc = json.loads(body)
+    assert doc["code"] == "not_implemented"
+    assert "BREW" in doc["detail"]
+    assert headers.get("x-request-id")
