@@ -7,7 +7,8 @@
 #   make asan      unit + api under an ASan+UBSan build (build-asan/)
 #   make style     banned calls + clang-format  make valgrind  leak check of a serve cycle
 #   make test      all of the above in order, stops at the first failure, ends with a recap
-#   make bench     optimised build (build-release/) + wrk A/B against nginx; BENCH_ARGS=...
+#   make bench     optimised build (build-release/), API-key verification micro-benchmark,
+#                  then wrk A/B against nginx; BENCH_ARGS=...
 #   make clean     remove the build directories
 
 SHELL := /bin/bash
@@ -155,6 +156,7 @@ fuzz-short:
 bench: deps
 	$(call meson_setup,$(RELEASE_BUILD),$(RELEASE_SETUP_ARGS))
 	ninja -C $(RELEASE_BUILD)
+	$(RELEASE_BUILD)/bench_keyverify
 	$(PY) bench/bench.py --keel $(RELEASE_BUILD)/keel $(BENCH_ARGS)
 
 clean:

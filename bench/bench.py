@@ -74,6 +74,28 @@ class Scenario:
     reference: Optional[Reference]
     # Status keel must answer; defaults to the reference's status, else 200.
     expect_status: Optional[int] = None
+    # Extra keel settings (NAME=VALUE, as --set) the scenario needs; the one
+    # keel process of a run gets those of every scenario selected.
+    keel_set: List[str] = dataclasses.field(default_factory=list)
+    # Another scenario of the same run to compare keel's req/s with (the
+    # summary prints this/baseline).
+    baseline: Optional[str] = None
+
+
+BENCH_PLANS = ROOT / "bench" / "plans-bench.json"
+
+
+def whoami_request(ctx: "Context") -> Request:
+    """A user, an org on the 'bench' plan (rate limits out of reach, see
+    bench/plans-bench.json) and a read key, made with the CLI on keel's data
+    directory; then GET /v1/whoami with the key."""
+    plans = "plans.file=%s" % BENCH_PLANS
+    ctx.keel_cli("user", "create", "--email", "bench@keel.local", "--password", "Bench-Passw0rd")
+    ctx.keel_cli("org", "create", "--name", "Bench", "--slug", "bench", "--owner",
+                 "bench@keel.local", "--plan", "bench", "--set", plans)
+    key = ctx.keel_cli("key", "create", "--org", "bench", "--name", "bench", "--scopes", "read",
+                       "--set", plans).splitlines()[0]
+    return Request("/v1/whoami", headers={"Authorization": "Bearer " + key})
 
 
 SCENARIOS: List[Scenario] = [
@@ -82,6 +104,15 @@ SCENARIOS: List[Scenario] = [
         description="GET /healthz: routing and the HTTP layer, no store access",
         request=lambda ctx: Request("/healthz"),
         reference=Reference("/healthz", 200, HEALTHZ_BODY),
+    ),
+    Scenario(
+        name="whoami",
+        description="GET /v1/whoami with an API key: key verification (cache hit), GCRA per "
+                    "key and org, RateLimit headers, JSON; compare with healthz (target >= 0.85x)",
+        request=whoami_request,
+        reference=None,
+        keel_set=["plans.file=%s" % BENCH_PLANS],
+        baseline="healthz",
     ),
 ]
 
@@ -92,11 +123,21 @@ SCENARIOS: List[Scenario] = [
 class Context:
     """What a scenario's request builder may use."""
 
-    def __init__(self, keel_port: int, data_dir: Path):
+    def __init__(self, keel_port: int, data_dir: Path, keel_bin: str = ""):
         self.keel_port = keel_port
+        self.keel_bin = keel_bin
         self.keel_url = "http://127.0.0.1:%d" % keel_port
         self.data_dir = data_dir
         self.state: Dict[str, object] = {}
+
+    def keel_cli(self, *args) -> str:
+        """Runs a keel CLI command on keel's data directory; returns stdout."""
+        argv = [self.keel_bin, *args, "--data-dir", str(self.data_dir)]
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise HarnessError("%s failed (%d): %s" % (" ".join(argv[:3]), proc.returncode,
+                                                       proc.stderr.strip()))
+        return proc.stdout
 
     def call(self, method, path, body=None, headers=None):
         """One request to keel; returns (status, headers dict, body bytes)."""
@@ -454,7 +495,7 @@ def run(args, scenarios: List[Scenario], tmp: Path, services: List[Service]) -> 
     data_dir.mkdir()
     keel_argv = [os.path.abspath(args.keel), "serve", "--listen", "127.0.0.1:%d" % keel_port,
                  "--data-dir", str(data_dir), "--set", "log.access=false"]
-    for setting in args.set:
+    for setting in args.set + [kv for s in scenarios for kv in s.keel_set]:
         keel_argv += ["--set", setting]
     keel = Service("keel", keel_argv, tmp / "keel.log", env=dict(os.environ, KEEL_LOG_LEVEL="warn"))
     services.append(keel)
@@ -474,7 +515,7 @@ def run(args, scenarios: List[Scenario], tmp: Path, services: List[Service]) -> 
     keel.wait_ready(keel_port, "/healthz", 30)
 
     # Build the A/B pairs and check that both sides answer as expected.
-    ctx = Context(keel_port, data_dir)
+    ctx = Context(keel_port, data_dir, os.path.abspath(args.keel))
     pairs = []
     problems = []
     print("bench: keel %s on :%d%s" % (args.keel, keel_port,
@@ -570,6 +611,13 @@ def summarize(args, pairs, runs) -> dict:
             "%.3f" % ratio if ratio is not None else "-",
             fmt_ms(medians["keel"]["latency_ms"]["p99"]),
             fmt_ms(nginx["latency_ms"]["p99"]) if nginx else "-"))
+    for s, _ in pairs:
+        base = summary.get(s.baseline) if s.baseline else None
+        if base and base["median"]["keel"]["requests_per_sec"]:
+            ratio = (summary[s.name]["median"]["keel"]["requests_per_sec"]
+                     / base["median"]["keel"]["requests_per_sec"])
+            summary[s.name]["ratio_to_baseline"] = {"baseline": s.baseline, "ratio": ratio}
+            print("  %s / %s (keel req/s): %.3f" % (s.name, s.baseline, ratio))
     return summary
 
 

@@ -239,8 +239,8 @@ int app_serve(const struct config *cfg) {
   workers_shutdown(workers); /* runs what is queued; resumes their connections */
   if (left) left = http_drain(http, time_mono_us() + US_PER_SEC);
   http_stop(http);
+  api_free(api); /* before the store closes: it flushes API keys' last_used_at */
   store_close(store);
-  api_free(api);
   log_info("server.stopped", LI("duration_ms", (time_mono_us() - t0) / 1000),
            LI("abandoned", left));
   return 0;

@@ -59,4 +59,12 @@ int cmd_org(int argc, char **argv, char **envp);       /* cli_org.c: org create 
 int cmd_key(int argc, char **argv, char **envp);       /* cli_key.c: key create */
 int cmd_bootstrap(int argc, char **argv, char **envp); /* cli_bootstrap.c: first admin */
 
+/* cli_key.c: creates an API key for the org org_ref (slug or id) with the
+ * server's MAC key (from cfg's secret) and audits it; fills key_out
+ * (APIKEY_MAX bytes: print it once, then wipe it), prefix_out (16 bytes) and
+ * id_out (ID_STR_SIZE). Returns 0, or a KEEL_E* status with *why set. */
+int cli_key_issue(const struct config *cfg, struct store *store, const char *org_ref,
+                  const char *name, unsigned scopes, bool live, char *key_out, char *prefix_out,
+                  char *id_out, const char **why);
+
 #endif

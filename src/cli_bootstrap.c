@@ -10,7 +10,16 @@
  *   keel: first start — administrator admin@keel.local / password <pw> ;
  *   organisation default (<id>)
  *
- * (one line). When any user exists it prints "keel: already initialised"
+ * (one line). Then it creates an API key for that organisation with the
+ * scopes ingest, read and admin and prints it once, on stderr so that
+ * stdout keeps its one-line form for scripts:
+ *
+ *   keel: API key for organisation default: kl_live_… (scopes ingest, read,
+ *   admin; shown once)
+ *
+ * (a failure there is reported and leaves the rest in place: `keel key
+ * create --org default` makes one later). When any user exists it prints
+ * "keel: already initialised"
  * and exits 0 without changing anything, so it is safe to run on every
  * start. The "no users" check and the inserts share the transaction, and
  * the store has one writer, so two concurrent bootstraps cannot both
@@ -27,9 +36,11 @@
 #include "core/crypto.h"
 #include "core/errors.h"
 #include "core/xmalloc.h"
+#include "domain/apikeys.h"
 #include "domain/audit.h"
 #include "domain/iam.h"
 #include "domain/password.h"
+#include "domain/rbac.h"
 #include "domain/tenancy.h"
 #include "store/admin.h"
 #include "store/users.h"
@@ -110,6 +121,26 @@ static int bootstrap_tx(struct store_tx *tx, void *arg) {
       tx, j->org.id, "org.created", "org", j->org.id,
       json_pack("{s:s, s:s, s:s, s:s, s:s}", "via", "bootstrap", "name", j->org.name, "slug",
                 j->org.slug, "plan", j->org.plan, "owner_id", uid));
+}
+
+/* The first API key, for org (keys area: cli_key.c), printed once on stderr. */
+static void bootstrap_api_key(const struct config *cfg, struct store *store,
+                              const struct org *org) {
+  char key[APIKEY_MAX], prefix[16], id[ID_STR_SIZE];
+  const char *why = NULL;
+  int rc = cli_key_issue(cfg, store, org->id, "bootstrap", SCOPE_INGEST | SCOPE_READ | SCOPE_ADMIN,
+                         true, key, prefix, id, &why);
+  if (rc == 0) {
+    fprintf(stderr,
+            "keel: API key for organisation %s: %s (scopes ingest, read, admin; shown once)\n",
+            org->slug, key);
+  } else {
+    fprintf(stderr,
+            "keel bootstrap: no API key was created (%s); make one with: keel key create --org "
+            "%s\n",
+            why ? why : keel_strerror(rc), org->slug);
+  }
+  crypto_wipe(key, sizeof(key));
 }
 
 static int count_users_tx(struct store_tx *tx, void *arg) {
@@ -196,6 +227,8 @@ int cmd_bootstrap(int argc, char **argv, char **envp) {
     } else if (rc == 0) {
       printf("keel: first start — administrator %s / password %s ; organisation %s (%s)\n",
              j->nu.user.email, password, j->org.slug, j->org.id);
+      fflush(stdout);
+      bootstrap_api_key(&cfg, store, &j->org);
     } else {
       fprintf(stderr, "keel bootstrap: %s (%s)\n",
               j->why && j->why[0] ? j->why : "the store refused the first administrator",

@@ -48,7 +48,11 @@ enum {
 
 enum route_flags {
   ROUTE_INLINE = 1u << 0, /* never blocks: runs on the I/O thread */
-  ROUTE_DEV = 1u << 1     /* registered only with --dev */
+  ROUTE_DEV = 1u << 1,    /* registered only with --dev */
+  /* AUTH_KEY/AUTH_ANY route whose handler never blocks: it runs on the I/O
+   * thread when the key is in the cache (api/keys.h keys_preauthenticate),
+   * on the worker pool otherwise. */
+  ROUTE_INLINE_KEY = 1u << 2
 };
 
 struct route {

@@ -60,7 +60,7 @@ int api_problem_ext(struct ctx *ctx, const char *code, const char *detail, json_
     json_decref(ext);
     return api_problem(ctx, "internal_error", NULL);
   }
-  json_t *doc = json_pack("{s:s++, s:s, s:i, s:s}", "type", "urn:keel:problem:", p->code, "title",
+  json_t *doc = json_pack("{s:s+, s:s, s:i, s:s}", "type", "urn:keel:problem:", p->code, "title",
                           p->title, "status", p->http_status, "code", p->code);
   if (detail) json_object_set_new(doc, "detail", json_string(detail));
   json_object_set_new(doc, "request_id", json_string(ctx->request_id));

@@ -30,26 +30,49 @@ static int split_path(struct slice path, struct slice *segs, int max) {
   return n;
 }
 
-/* Matches path segments against pattern; fills params. */
+/* Matches path segments against pattern; fills params (only meaningful
+ * when it returns true). The pattern is walked character by character
+ * against the path's segments and the walk stops at the first difference:
+ * most rows differ from a path within their first segments, so a scan of
+ * the table rarely reads a whole pattern (splitting every pattern first
+ * made routing a tenth of the CPU time of a cheap request at the end of the
+ * table). */
 static bool pattern_match(const char *pattern, const struct slice *segs, int nsegs,
                           struct route_params *params) {
-  struct slice psegs[LIMIT_PATH_SEGMENTS_MAX];
-  int np = split_path(slice_from_cstr(pattern), psegs, LIMIT_PATH_SEGMENTS_MAX);
-  if (np != nsegs) return false;
+  if (pattern[0] != '/') return false;
+  const char *p = pattern + 1;
+  if (*p == '\0') return nsegs == 0; /* "/" */
   size_t nparams = 0;
-  for (int i = 0; i < np; i++) {
-    struct slice p = psegs[i];
-    if (p.len >= 2 && p.p[0] == '{' && p.p[p.len - 1] == '}') {
-      if (segs[i].len == 0) return false;
-      if (nparams < ROUTE_PARAMS_MAX && params) {
-        params->names[nparams] = slice_make(p.p + 1, p.len - 2);
-        params->values[nparams] = segs[i];
+  int i = 0;
+  for (;;) {
+    if (i == nsegs) return false;
+    struct slice seg = segs[i++];
+    if (p[0] == '{') {
+      const char *end = p;
+      while (*end && *end != '/') end++;
+      size_t len = (size_t)(end - p);
+      if (len < 2 || end[-1] != '}') {
+        /* "{" without a closing brace is a literal segment. */
+        if (seg.len != len || memcmp(seg.p, p, len) != 0) return false;
+      } else {
+        if (seg.len == 0) return false;
+        if (nparams < ROUTE_PARAMS_MAX && params) {
+          params->names[nparams] = slice_make(p + 1, len - 2);
+          params->values[nparams] = seg;
+        }
+        nparams++;
       }
-      nparams++;
-    } else if (!slice_eq(p, segs[i])) {
-      return false;
+      p = end;
+    } else {
+      size_t k = 0;
+      while (k < seg.len && p[k] == seg.p[k] && p[k] != '/' && p[k] != '\0') k++;
+      if (k != seg.len || (p[k] != '/' && p[k] != '\0')) return false;
+      p += k;
     }
+    if (*p == '\0') break;
+    p++; /* the '/' */
   }
+  if (i != nsegs) return false;
   if (params) params->count = nparams < ROUTE_PARAMS_MAX ? nparams : ROUTE_PARAMS_MAX;
   return true;
 }
@@ -63,10 +86,10 @@ enum router_result router_match(const struct route *routes, size_t n, enum http_
   *found = NULL;
   if (nsegs < 0) return ROUTER_NOT_FOUND;
   enum http_method want = method == HTTP_HEAD ? HTTP_GET : method;
+  struct route_params tmp; /* set by pattern_match when it matches */
   for (size_t i = 0; i < n; i++) {
     const struct route *r = &routes[i];
     if ((r->flags & ROUTE_DEV) && !dev_routes) continue;
-    struct route_params tmp = {0};
     if (!pattern_match(r->pattern, segs, nsegs, &tmp)) continue;
     if (r->method == want) {
       *found = r;

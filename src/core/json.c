@@ -298,24 +298,30 @@ size_t json_reject_unknown(const json_t *obj, const char *path, const char *cons
 
 /* --- output ----------------------------------------------------------------- */
 
-int json_dump_buf(const json_t *v, struct buf *out) {
-  const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
-  size_t need;
-  size_t got;
-  int rc;
+struct dump_ctx {
+  struct buf *out;
+  size_t start;
+  bool full;
+};
 
-  if (v == NULL) return -1;
-  /* Measure, reserve, then encode straight into the buffer. */
-  need = json_dumpb(v, NULL, 0, flags);
-  if (need == 0) return -1;
-  rc = buf_reserve(out, need);
-  if (rc) return -1;
-  got = json_dumpb(v, out->data + out->len, need, flags);
-  if (got != need) {
-    out->data[out->len] = '\0';
+static int dump_chunk(const char *p, size_t n, void *arg) {
+  struct dump_ctx *d = arg;
+  if (buf_append(d->out, p, n) != 0) {
+    d->full = true;
     return -1;
   }
-  out->len += need;
-  out->data[out->len] = '\0';
+  return 0;
+}
+
+int json_dump_buf(const json_t *v, struct buf *out) {
+  if (v == NULL) return -1;
+  /* One pass: jansson streams the encoding into the buffer (measuring first
+   * would encode everything twice). On failure the buffer is restored. */
+  struct dump_ctx d = {.out = out, .start = out->len};
+  if (json_dump_callback(v, dump_chunk, &d, JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
+    out->len = d.start;
+    if (out->data) out->data[out->len] = '\0';
+    return -1;
+  }
   return 0;
 }

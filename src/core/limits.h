@@ -66,10 +66,49 @@
 /* Opaque cursors are short base64url strings; longer ones are forged. */
 #define LIMIT_CURSOR_MAX 256
 
+/* --- Audit log (api/audit.c) -------------------------------------------- */
+
+/* Entries in one audit export: an entry is 0.5–1 KiB of JSON (with its two
+ * hashes), so a full export stays well inside LIMIT_RESPONSE_MAX; a longer
+ * range is exported in parts (the export's next_cursor). */
+#define LIMIT_AUDIT_EXPORT_ENTRIES 20000
+/* Body of one export: a part ends before passing this (entries with large
+ * details), leaving headroom under LIMIT_RESPONSE_MAX. */
+#define LIMIT_AUDIT_EXPORT_BYTES (24 * 1024 * 1024)
+
+/* --- Organisations and invitations (domain/tenancy.c) ------------------ */
+/* Org display name, in characters (UTF-8): fits page titles and switchers. */
+#define LIMIT_ORG_NAME_CHARS 100
+/* Bytes a name of LIMIT_ORG_NAME_CHARS may take (4 per character) + NUL. */
+#define LIMIT_ORG_NAME_SIZE (4 * LIMIT_ORG_NAME_CHARS + 1)
+/* Org slugs: 3..48 of [a-z0-9-]: a DNS label (R-TEN-5) with room to spare. */
+#define LIMIT_SLUG_MIN 3
+#define LIMIT_SLUG_MAX 48
+/* The settings document of an org, as compact JSON: small product
+ * preferences; versioned tenant configuration (R-TEN-6) lives elsewhere. */
+#define LIMIT_ORG_SETTINGS_MAX (16 * 1024)
+/* Data rows of one invitation CSV upload: all of them are checked and applied
+ * in one write job, so the job stays short. */
+#define LIMIT_INVITE_CSV_ROWS 1000
+
 /* --- Worker pool -------------------------------------------------------- */
 
 /* Queued blocking jobs waiting for a worker before the server answers 503:
  * bounded memory under overload. */
 #define LIMIT_WORKER_QUEUE_MAX 65536
+
+/* --- API keys and rate limits (domain/apikeys.c, api/keys.c) ------------ */
+
+/* Verified keys cached per process (positive and negative entries): a few
+ * hundred bytes each, so ~7 MiB at most; more keys than this in active use
+ * on one node only costs store lookups. */
+#define APIKEY_CACHE_MAX 16384
+/* last_used_at records waiting for the next batch write: at most one per key
+ * per minute, flushed every few seconds; past this they are dropped (and
+ * counted) rather than grow memory. */
+#define APIKEY_TOUCHES_MAX 65536
+/* Rate-limiter states (per key and per org) held per process: idle ones are
+ * evicted first; a bound keeps memory flat under key churn (~100 B each). */
+#define RATELIMIT_KEYS_MAX 262144
 
 #endif

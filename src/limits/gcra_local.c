@@ -1,5 +1,9 @@
 /*
  * gcra_local.c — in-process GCRA state: a sharded hash table of key → TAT.
+ *
+ * The arithmetic is in ratelimit.h; it is integer-only (µs). A shard's
+ * mutex covers its buckets and count; a decision reads and updates one TAT
+ * under that mutex, so concurrent requests on one key cannot lose updates.
  */
 #include <pthread.h>
 #include <string.h>
@@ -90,20 +94,43 @@ static void shard_evict(struct rl_shard *sh, int64_t now_us) {
   }
 }
 
+/* Emission interval T and burst tolerance tau for limit per period. */
+static void gcra_params(int64_t *limit, int64_t period_us, int64_t *t, int64_t *tau) {
+  if (*limit < 1) *limit = 1;
+  if (period_us < 1) period_us = 1;
+  *t = period_us / *limit;
+  if (*t < 1) *t = 1;
+  /* (L - 1) * T <= P - T: exactly L requests fit in a full bucket. */
+  *tau = (*limit - 1) * *t;
+}
+
+/* floor(a / b) for b > 0 (C's division truncates toward zero). */
+static int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+/* The entry of key in its shard (locked by the caller), or NULL; *bucket
+ * gets its bucket index. */
+static struct rl_entry *shard_find(struct rl_shard *sh, uint64_t h, const char *key,
+                                   size_t *bucket) {
+  size_t b = (size_t)((h / SHARDS) % BUCKETS_PER_SHARD);
+  *bucket = b;
+  struct rl_entry *e = sh->buckets[b];
+  while (e && !(e->hash == h && strcmp(e->key, key) == 0)) e = e->next;
+  return e;
+}
+
 void ratelimit_check(struct ratelimiter *rl, const char *key, int64_t limit, int64_t period_us,
                      int64_t now_us, struct ratelimit_decision *out) {
-  if (limit < 1) limit = 1;
-  if (period_us < 1) period_us = 1;
-  int64_t t = period_us / limit; /* emission interval */
-  if (t < 1) t = 1;
-  int64_t tau = period_us - t; /* burst tolerance: a full bucket allows `limit` at once */
+  int64_t t, tau;
+  gcra_params(&limit, period_us, &t, &tau);
 
   uint64_t h = hash_key(key);
   struct rl_shard *sh = &rl->shards[h % SHARDS];
-  size_t b = (size_t)((h / SHARDS) % BUCKETS_PER_SHARD);
+  size_t b;
   pthread_mutex_lock(&sh->mu);
-  struct rl_entry *e = sh->buckets[b];
-  while (e && !(e->hash == h && strcmp(e->key, key) == 0)) e = e->next;
+  struct rl_entry *e = shard_find(sh, h, key, &b);
   int64_t tat = e && e->tat > now_us ? e->tat : now_us;
   out->limit = limit;
   if (tat - now_us > tau) {
@@ -129,7 +156,7 @@ void ratelimit_check(struct ratelimiter *rl, const char *key, int64_t limit, int
   pthread_mutex_unlock(&sh->mu);
   out->allowed = true;
   out->retry_after_us = 0;
-  int64_t rem = (tau - (new_tat - now_us)) / t + 1;
+  int64_t rem = floor_div(tau - (new_tat - now_us), t) + 1;
   out->remaining = rem < 0 ? 0 : (rem > limit ? limit : rem);
   out->reset_us = new_tat - now_us;
 }
@@ -142,6 +169,18 @@ size_t ratelimit_size(struct ratelimiter *rl) {
     pthread_mutex_unlock(&rl->shards[i].mu);
   }
   return n;
+}
+
+void ratelimit_refund(struct ratelimiter *rl, const char *key, int64_t limit, int64_t period_us) {
+  int64_t t, tau;
+  gcra_params(&limit, period_us, &t, &tau);
+  uint64_t h = hash_key(key);
+  struct rl_shard *sh = &rl->shards[h % SHARDS];
+  size_t b;
+  pthread_mutex_lock(&sh->mu);
+  struct rl_entry *e = shard_find(sh, h, key, &b);
+  if (e) e->tat -= t;
+  pthread_mutex_unlock(&sh->mu);
 }
 
 void ratelimit_forget(struct ratelimiter *rl, const char *key) {

@@ -2,13 +2,19 @@
  * ratelimit.h — rate limiting by GCRA (generic cell rate algorithm).
  *
  * One number per key, the theoretical arrival time (TAT). For a limit of L
- * requests per period P: the emission interval is T = P / L and the burst
- * tolerance is tau = P - T (so a full bucket allows L requests at once).
+ * requests per period P (both integers, times in µs): the emission interval
+ * is T = floor(P / L) (at least 1 µs) and the burst tolerance is
+ * tau = (L - 1) * T, so a full bucket allows exactly L requests at once.
+ * (Not P - T: with a truncated T, P - T can exceed (L - 1) * T by up to
+ * L - 1 µs, which admits an (L+1)th request once T <= P mod L.)
  * A request at time now:
  *     tat     = max(TAT, now)
  *     allowed iff tat - now <= tau          (then TAT = tat + T)
  *     otherwise retry after (tat - tau) - now
- * remaining = floor((tau - (new_tat - now)) / T) + 1 clipped to [0, L].
+ * remaining = floor((tau - (new_tat - now)) / T) + 1 clipped to [0, L]
+ * (floor, not C's truncation toward zero: the numerator can be negative).
+ * reset = new_tat - now (allowed) or tat - now (refused): the time until the
+ * bucket is full again.
  *
  * This implementation keeps the state in process memory (sharded, one mutex
  * per shard). Memory is bounded: when a shard is full, keys whose TAT has
@@ -43,6 +49,14 @@ void ratelimit_free(struct ratelimiter *rl);
  */
 void ratelimit_check(struct ratelimiter *rl, const char *key, int64_t limit, int64_t period_us,
                      int64_t now_us, struct ratelimit_decision *out);
+/*
+ * Gives back one request of key previously allowed by ratelimit_check with
+ * the same limit and period (TAT -= T), e.g. when a second limit checked
+ * after this one refused the request, so a refusal costs no budget here.
+ * GCRA updates commute, so concurrent checks in between do not matter.
+ * Does nothing for a key not held.
+ */
+void ratelimit_refund(struct ratelimiter *rl, const char *key, int64_t limit, int64_t period_us);
 /* Keys currently held (for tests and metrics). */
 size_t ratelimit_size(struct ratelimiter *rl);
 /* Forgets a key (e.g. after its limit changed). */

@@ -167,10 +167,14 @@ static char *sql_for_sqlite(const char *sql) {
       buf_putc(&b, '?');
       p++;
     } else if ((strncmp(p, "@ts(", 4) == 0 || strncmp(p, "@us(", 4) == 0)) {
-      /* Copy the argument, dropping the wrapper; arguments never nest. */
+      /* Copy the argument, dropping the wrapper; arguments never nest. A
+       * parameter inside is rewritten too: left as "$N" SQLite would take it
+       * for a named parameter with an index of its own. */
       const char *close = strchr(p + 4, ')');
       KEEL_ASSERT(close != NULL);
-      buf_append(&b, p + 4, (size_t)(close - (p + 4)));
+      for (const char *a = p + 4; a < close; a++) {
+        buf_putc(&b, *a == '$' && a[1] >= '0' && a[1] <= '9' ? '?' : *a);
+      }
       p = close + 1;
     } else {
       buf_putc(&b, *p++);
