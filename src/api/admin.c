@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/keys.h"
 #include "core/json.h"
 #include "core/limits.h"
 #include "core/time.h"
@@ -259,6 +260,7 @@ static int h_org_patch(struct ctx *ctx) {
   int rc = store_write(api_store(ctx->api), plan_tx, &j);
   if (rc == KEEL_ENOTFOUND) return api_problem(ctx, "not_found", "no such organisation");
   if (rc) return api_status(ctx, rc);
+  keys_org_changed(ctx->api, j.scope.org_id); /* rate limits follow the plan at once */
   return api_json(ctx, 200, org_json(&j.org));
 }
 
@@ -297,6 +299,7 @@ static int set_suspended(struct ctx *ctx, bool suspend) {
   int rc = store_write(api_store(ctx->api), suspend_tx, &j);
   if (rc == KEEL_ENOTFOUND) return api_problem(ctx, "not_found", "no such user");
   if (rc) return api_status(ctx, rc);
+  keys_org_changed(ctx->api, NULL); /* the user's keys stop (or work) at once */
   return api_json(ctx, 200, user_json(&j.user));
 }
 

@@ -129,7 +129,7 @@ void keys_stop(struct keys *k) {
 
 void keys_org_changed(struct api *api, const char *org_id) {
   struct keys *k = api_keys(api);
-  if (k && org_id) apikeys_verifier_evict_org(k->verifier, org_id);
+  if (k) apikeys_verifier_evict_org(k->verifier, org_id);
 }
 
 int keys_render_metrics(struct keys *k, struct buf *out) {

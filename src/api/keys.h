@@ -53,6 +53,7 @@ enum keys_preauth keys_preauthenticate(struct ctx *ctx);
  * org deleted, its plan changed, a user suspended — pass each org the user
  * created keys in): this process forgets the org's cached keys, so the
  * change applies to them at once instead of within the cache TTL (60 s).
+ * org_id NULL: every org (a user suspended, whose keys may be anywhere).
  * Thread-safe; never blocks on the store.
  */
 void keys_org_changed(struct api *api, const char *org_id);

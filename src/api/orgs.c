@@ -9,6 +9,7 @@
  * later (R-LIF-2).
  */
 #include "api/orgs.h"
+#include "api/keys.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -279,6 +280,7 @@ static int h_org_update(struct ctx *ctx) {
   int rc = store_write(api_store(ctx->api), org_update_tx, j);
   if (rc == KEEL_ECONFLICT) return api_problem(ctx, "slug_taken", "this slug is taken");
   if (rc) return api_status(ctx, rc);
+  keys_org_changed(ctx->api, ctx->org.id); /* cached keys carry the org's name and settings */
   return api_json(ctx, 200, tenancy_org_json(&j->org, ctx->role));
 }
 
@@ -297,6 +299,7 @@ static int org_delete_tx(struct store_tx *tx, void *arg) {
 static int h_org_delete(struct ctx *ctx) {
   int rc = store_write(api_store(ctx->api), org_delete_tx, ctx);
   if (rc) return api_status(ctx, rc);
+  keys_org_changed(ctx->api, ctx->org.id); /* its keys stop at once */
   return orgs_no_content(ctx);
 }
 

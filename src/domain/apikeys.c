@@ -624,7 +624,7 @@ size_t apikeys_verifier_evict_org(struct apikeys_verifier *v, const char *org_id
     sh->gen++; /* a lookup in flight must not cache what it read before */
     for (size_t j = 0; j < sh->nslots; j++) {
       struct slot *s = &sh->slots[j];
-      if (s->state == SLOT_KEY && strcmp(s->id.org_id, org_id) == 0) {
+      if (s->state == SLOT_KEY && (!org_id || strcmp(s->id.org_id, org_id) == 0)) {
         shard_remove(sh, (int32_t)j);
         n++;
       }

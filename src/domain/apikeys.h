@@ -192,6 +192,7 @@ void apikeys_verifier_evict(struct apikeys_verifier *v, const uint8_t hash[APIKE
 /* Forgets every cached key of an org (deleted, plan changed, a creator
  * suspended): a scan of the whole cache, for rare events. Returns how many
  * entries went. Thread-safe. */
+/* Evicts every cached key of org_id (NULL: of every org). */
 size_t apikeys_verifier_evict_org(struct apikeys_verifier *v, const char *org_id);
 /* The HMAC under the verifier's key (precomputed pads; thread-safe). */
 void apikeys_verifier_hash(const struct apikeys_verifier *v, struct slice key,

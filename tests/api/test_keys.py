@@ -603,3 +603,35 @@ def test_bootstrap_prints_an_api_key_once(keel_bin, tmp_path):
     finally:
         srv.stop()
     assert key not in srv.log_text()
+
+
+def test_cached_keys_follow_org_delete_plan_change_and_suspension_at_once(server):
+    """Changes made through the API reach keys that are already in the cache
+    immediately, not after the cache TTL."""
+    admin_user = create_user(server, admin=True)
+    admin = login(server, admin_user["email"], admin_user["password"])
+
+    org = new_org(server)
+    key = make_key(org)["key"]
+    r = call_with_key(server, key)  # warms the cache
+    assert r.status_code == 200
+    assert '"key";q=100;' in r.headers["RateLimit-Policy"]
+    r = admin.patch(f"{server.url}/v1/admin/orgs/{org.id}", json={"plan": "pro"}, timeout=30)
+    assert r.status_code == 200, r.text
+    r = call_with_key(server, key)
+    assert r.status_code == 200
+    assert '"key";q=5000;' in r.headers["RateLimit-Policy"]
+
+    r = admin.post(f"{server.url}/v1/admin/users/{org.user['id']}/suspend", timeout=30)
+    assert r.status_code == 200, r.text
+    assert_problem(call_with_key(server, key), 401, "invalid_api_key")
+    r = admin.post(f"{server.url}/v1/admin/users/{org.user['id']}/unsuspend", timeout=30)
+    assert r.status_code == 200, r.text
+    assert call_with_key(server, key).status_code == 200
+
+    other = new_org(server)
+    other_key = make_key(other)["key"]
+    assert call_with_key(server, other_key).status_code == 200
+    r = other.owner.delete(f"{server.url}/v1/orgs/{other.id}", timeout=30)
+    assert r.status_code == 204, r.text
+    assert_problem(call_with_key(server, other_key), 401, "invalid_api_key")
