@@ -90,12 +90,47 @@ def whoami_request(ctx: "Context") -> Request:
     bench/plans-bench.json) and a read key, made with the CLI on keel's data
     directory; then GET /v1/whoami with the key."""
     plans = "plans.file=%s" % BENCH_PLANS
-    ctx.keel_cli("user", "create", "--email", "bench@keel.local", "--password", "Bench-Passw0rd")
-    ctx.keel_cli("org", "create", "--name", "Bench", "--slug", "bench", "--owner",
-                 "bench@keel.local", "--plan", "bench", "--set", plans)
+    ensure_bench_org(ctx)
     key = ctx.keel_cli("key", "create", "--org", "bench", "--name", "bench", "--scopes", "read",
                        "--set", plans).splitlines()[0]
     return Request("/v1/whoami", headers={"Authorization": "Bearer " + key})
+
+
+def ensure_bench_org(ctx: "Context") -> None:
+    """The bench user and org (once per run)."""
+    if ctx.state.get("org"):
+        return
+    plans = "plans.file=%s" % BENCH_PLANS
+    ctx.keel_cli("user", "create", "--email", "bench@keel.local", "--password", "Bench-Passw0rd",
+                 "--verified")
+    ctx.keel_cli("org", "create", "--name", "Bench", "--slug", "bench", "--owner",
+                 "bench@keel.local", "--plan", "bench", "--set", plans)
+    ctx.state["org"] = "bench"
+
+
+def login_body() -> str:
+    return json.dumps({"email": "bench@keel.local", "password": "Bench-Passw0rd"})
+
+
+def org_session_request(ctx: "Context") -> Request:
+    """Signs the bench user in over HTTP, then GET /v1/orgs/bench with the
+    session cookie: cookie verification, the user re-read from the store
+    (session version, suspension), the org and the membership role."""
+    ensure_bench_org(ctx)
+    status, headers, body = ctx.call("POST", "/v1/auth/login", login_body(),
+                                     {"Content-Type": "application/json"})
+    if status != 200:
+        raise HarnessError("login for the org_session scenario failed: %d %s" % (status, body))
+    cookie = headers.get("Set-Cookie", "").split(";", 1)[0]
+    return Request("/v1/orgs/bench", headers={"Cookie": cookie})
+
+
+def login_request(ctx: "Context") -> Request:
+    """POST /v1/auth/login: bounded by argon2id (t=2, m=19 MiB) on the worker
+    pool; reports logins per second."""
+    ensure_bench_org(ctx)
+    return Request("/v1/auth/login", method="POST", body=login_body(),
+                   headers={"Content-Type": "application/json"})
 
 
 SCENARIOS: List[Scenario] = [
@@ -113,6 +148,21 @@ SCENARIOS: List[Scenario] = [
         reference=None,
         keel_set=["plans.file=%s" % BENCH_PLANS],
         baseline="healthz",
+    ),
+    Scenario(
+        name="org_session",
+        description="GET /v1/orgs/{org} with a session cookie (target >= 0.7x healthz)",
+        request=org_session_request,
+        reference=None,
+        keel_set=["plans.file=%s" % BENCH_PLANS, "auth.login_per_ip_per_min=100000"],
+        baseline="healthz",
+    ),
+    Scenario(
+        name="login",
+        description="POST /v1/auth/login: argon2id-bound; logins per second",
+        request=login_request,
+        reference=None,
+        keel_set=["plans.file=%s" % BENCH_PLANS, "auth.login_per_ip_per_min=100000"],
     ),
 ]
 

@@ -480,19 +480,24 @@ static void io_wake(struct http_io *io) {
 
 void http_req_resume(struct http_req *req) {
   struct http_conn *c = req->conn;
+  struct http_io *io = c->io;
   pthread_mutex_lock(&c->mu);
-  if (c->state == CONN_SUSPENDED) {
+  bool suspended = c->state == CONN_SUSPENDED;
+  if (suspended) {
     c->state = CONN_READY;
-    struct http_io *io = c->io;
-    pthread_mutex_lock(&io->mu);
-    c->resume_next = io->resume_head;
-    io->resume_head = c;
-    pthread_mutex_unlock(&io->mu);
-    io_wake(io);
   } else {
     c->resumed_early = true;
   }
   pthread_mutex_unlock(&c->mu);
+  if (!suspended) return;
+  /* Queued only after c->mu is released: once the I/O thread can see it, the
+   * connection may be answered and freed at any moment, so nothing here
+   * touches c after the push. */
+  pthread_mutex_lock(&io->mu);
+  c->resume_next = io->resume_head;
+  io->resume_head = c;
+  pthread_mutex_unlock(&io->mu);
+  io_wake(io);
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *mhd, const char *url,
