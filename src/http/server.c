@@ -95,20 +95,24 @@ struct http_conn {
   size_t body_seen;
 };
 
-#define HTTP_IO_MAX 64
-#define IP_SLOTS    1024 /* per-IP connection counts (open hashing) */
+#define HTTP_IO_MAX      64
+#define HTTP_CONN_SPARES 256  /* recycled request states per I/O thread */
+#define IP_SLOTS         1024 /* per-IP connection counts (open hashing) */
 
 struct http_io {
   struct http_server *srv;
   struct MHD_Daemon *daemon;
   pthread_t thread;
-  int epfd;    /* watches the daemon's epoll fd and wake_fd */
-  int wake_fd; /* eventfd: resumes queued, or stop */
+  int listen_fd; /* this thread's listening socket (SO_REUSEPORT) */
+  int epfd;      /* watches the daemon's epoll fd and wake_fd */
+  int wake_fd;   /* eventfd: resumes queued, or stop */
   pthread_mutex_t mu;
   struct http_conn *resume_head; /* connections to resume (under mu) */
   atomic_bool stop;
-  atomic_bool quiesce;  /* asked to let go of the listening socket */
-  atomic_bool quiesced; /* done */
+  atomic_bool quiesce;      /* asked to let go of the listening socket */
+  atomic_bool quiesced;     /* done */
+  struct http_conn *spares; /* finished requests kept for reuse */
+  unsigned nspares;
 };
 
 struct ip_count {
@@ -119,7 +123,6 @@ struct ip_count {
 struct http_server {
   struct http_io io[HTTP_IO_MAX];
   unsigned nio;
-  int listen_fd;
   struct http_handler handler;
   struct http_options opt;
   atomic_uint inflight;
@@ -380,16 +383,51 @@ static enum MHD_Result queue_response(struct http_conn *c) {
 
 /* --- libmicrohttpd callbacks --------------------------------------------- */
 
+/*
+ * Per-request state is recycled: each I/O thread keeps up to HTTP_CONN_SPARES
+ * finished http_conn objects with their arena's first block, so a request
+ * costs no allocation of its own in the common case. Only the owning I/O
+ * thread touches its spare list (uri_cb and completed_cb run there).
+ */
+static struct http_conn *conn_take(struct http_io *io) {
+  struct http_conn *c = io->spares;
+  if (c) {
+    io->spares = c->resume_next;
+    io->nspares--;
+    struct arena *a = c->req.arena;
+    memset(c, 0, sizeof(*c));
+    c->req.arena = a;
+  } else {
+    c = xcalloc(1, sizeof(*c));
+    c->req.arena = arena_new(LIMIT_ARENA_BLOCK);
+  }
+  pthread_mutex_init(&c->mu, NULL);
+  return c;
+}
+
+static void conn_give(struct http_io *io, struct http_conn *c) {
+  buf_free(&c->req.body);
+  buf_free(&c->req.resp_body);
+  pthread_mutex_destroy(&c->mu);
+  if (io->nspares < HTTP_CONN_SPARES) {
+    arena_reset(c->req.arena);
+    c->resume_next = io->spares;
+    io->spares = c;
+    io->nspares++;
+    return;
+  }
+  arena_free(c->req.arena);
+  xfree(c);
+}
+
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *mhd) {
   struct http_io *io = cls;
   struct http_server *srv = io->srv;
-  struct http_conn *c = xcalloc(1, sizeof(*c));
+  struct http_conn *c = conn_take(io);
   c->srv = srv;
   c->io = io;
   c->mhd = mhd;
-  pthread_mutex_init(&c->mu, NULL);
   struct http_req *req = &c->req;
-  req->arena = arena_new(LIMIT_ARENA_BLOCK);
   req->conn = c;
   req->start_mono_us = time_mono_us();
   buf_init(&req->body, 0);
@@ -405,18 +443,15 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *mhd) {
 static void completed_cb(void *cls, struct MHD_Connection *mhd, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   (void)mhd;
-  struct http_server *srv = ((struct http_io *)cls)->srv;
+  struct http_io *io = cls;
+  struct http_server *srv = io->srv;
   struct http_conn *c = *con_cls;
   if (!c) return;
   *con_cls = NULL;
   if (c->state >= CONN_BODY && srv->handler.on_complete) {
     srv->handler.on_complete(&c->req, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK, srv->handler.ud);
   }
-  buf_free(&c->req.body);
-  buf_free(&c->req.resp_body);
-  arena_free(c->req.arena);
-  pthread_mutex_destroy(&c->mu);
-  xfree(c);
+  conn_give(io, c);
   atomic_fetch_sub(&srv->inflight, 1);
 }
 
@@ -723,6 +758,12 @@ static void *io_main(void *arg) {
   return NULL;
 }
 
+/*
+ * One listening socket per I/O thread, all bound to the same address with
+ * SO_REUSEPORT: the kernel spreads new connections evenly over the threads
+ * (with one shared socket, whichever thread woke first took them, and the
+ * load could pile up on one core).
+ */
 static int listen_socket(const struct sockaddr_storage *ss, char *err, size_t errlen) {
   int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -731,6 +772,7 @@ static int listen_socket(const struct sockaddr_storage *ss, char *err, size_t er
   }
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
   socklen_t len =
       ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
   if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, 1024) != 0) {
@@ -761,7 +803,7 @@ static int io_start(struct http_server *srv, struct http_io *io, unsigned per_da
   unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
   io->daemon = MHD_start_daemon(
       flags, 0, accept_cb, srv, access_cb, io, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-      MHD_OPTION_LISTEN_SOCKET, (MHD_socket)srv->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+      MHD_OPTION_LISTEN_SOCKET, (MHD_socket)io->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
       per_daemon_limit, MHD_OPTION_CONNECTION_TIMEOUT, srv->opt.timeout_s,
       MHD_OPTION_URI_LOG_CALLBACK, uri_cb, io, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, io,
       MHD_OPTION_NOTIFY_CONNECTION, notify_conn_cb, io, MHD_OPTION_UNESCAPE_CALLBACK, unescape_none,
@@ -789,7 +831,14 @@ static int io_start(struct http_server *srv, struct http_io *io, unsigned per_da
 }
 
 static void io_close(struct http_io *io) {
+  /* Stopping the daemon may complete requests (into the spares): first. */
   if (io->daemon) MHD_stop_daemon(io->daemon);
+  while (io->spares) {
+    struct http_conn *c = io->spares;
+    io->spares = c->resume_next;
+    arena_free(c->req.arena);
+    xfree(c);
+  }
   if (io->epfd >= 0) close(io->epfd);
   if (io->wake_fd >= 0) close(io->wake_fd);
   pthread_mutex_destroy(&io->mu);
@@ -804,22 +853,35 @@ struct http_server *http_start(const struct http_options *opt, const struct http
   srv->opt = *opt;
   atomic_init(&srv->inflight, 0);
   pthread_mutex_init(&srv->conn_mu, NULL);
-  char why[256];
-  srv->listen_fd = listen_socket(&ss, why, sizeof(why));
-  if (srv->listen_fd < 0) {
-    snprintf(err, errlen, "cannot listen on %s: %s", opt->listen, why);
-    pthread_mutex_destroy(&srv->conn_mu);
-    xfree(srv);
-    return NULL;
-  }
-  srv->port = bound_port(srv->listen_fd);
   srv->nio = opt->threads ? opt->threads : 1;
   if (srv->nio > HTTP_IO_MAX) srv->nio = HTTP_IO_MAX;
+  for (unsigned i = 0; i < srv->nio; i++) srv->io[i].listen_fd = -1;
+  char why[256];
+  for (unsigned i = 0; i < srv->nio; i++) {
+    srv->io[i].listen_fd = listen_socket(&ss, why, sizeof(why));
+    if (srv->io[i].listen_fd < 0) {
+      snprintf(err, errlen, "cannot listen on %s: %s", opt->listen, why);
+      for (unsigned k = 0; k < i; k++) close(srv->io[k].listen_fd);
+      pthread_mutex_destroy(&srv->conn_mu);
+      xfree(srv);
+      return NULL;
+    }
+    if (i == 0) {
+      /* Port 0 picks a port: the other sockets take the same one. */
+      srv->port = bound_port(srv->io[0].listen_fd);
+      if (ss.ss_family == AF_INET) {
+        ((struct sockaddr_in *)(void *)&ss)->sin_port = htons((uint16_t)srv->port);
+      } else {
+        ((struct sockaddr_in6 *)(void *)&ss)->sin6_port = htons((uint16_t)srv->port);
+      }
+    }
+  }
   /* Each daemon may hold all connections; keel's accept policy enforces the
    * shared totals. */
   unsigned per_daemon = opt->max_connections ? opt->max_connections : 1;
   for (unsigned i = 0; i < srv->nio; i++) {
     if (io_start(srv, &srv->io[i], per_daemon, err, errlen) != 0) {
+      for (unsigned k = i + 1; k < srv->nio; k++) close(srv->io[k].listen_fd);
       srv->nio = i + 1;
       http_stop(srv);
       return NULL;
@@ -839,8 +901,9 @@ unsigned http_inflight(const struct http_server *s) {
 void http_quiesce(struct http_server *s) {
   if (!s || s->quiesced) return;
   s->quiesced = true;
-  /* Every daemon lets go of the shared socket (on its own thread), then it
-   * is closed once. A daemon whose thread never started is quiesced here. */
+  /* Every daemon lets go of its listening socket on its own thread (never
+   * concurrently with MHD_run); then the sockets are closed. A daemon whose
+   * thread never started is quiesced here. */
   for (unsigned i = 0; i < s->nio; i++) {
     struct http_io *io = &s->io[i];
     if (!io->daemon) continue;
@@ -855,8 +918,10 @@ void http_quiesce(struct http_server *s) {
     struct http_io *io = &s->io[i];
     while (io->daemon && io->thread && !atomic_load(&io->quiesced)) usleep(1000);
   }
-  if (s->listen_fd >= 0) close(s->listen_fd);
-  s->listen_fd = -1;
+  for (unsigned i = 0; i < s->nio; i++) {
+    if (s->io[i].listen_fd >= 0) close(s->io[i].listen_fd);
+    s->io[i].listen_fd = -1;
+  }
 }
 
 unsigned http_drain(struct http_server *s, int64_t deadline_mono_us) {
