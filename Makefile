@@ -22,7 +22,8 @@ RELEASE_BUILD ?= build-release
 # Debian's interpreter: it is the one apt gives python3-pytest and python3-requests.
 PY ?= /usr/bin/python3
 
-RUN_ARGS ?= --listen 127.0.0.1:8080 --data-dir keel-data
+RUN_DATA ?= keel-data
+RUN_ARGS ?= --listen 127.0.0.1:8080 --data-dir $(RUN_DATA)
 BENCH_ARGS ?=
 
 ASAN_SETUP_ARGS := -Db_sanitize=address,undefined -Db_lundef=false
@@ -62,8 +63,10 @@ build:
 	$(call meson_setup,$(BUILD),)
 	ninja -C $(BUILD)
 
-# Later issues add first-run steps (e.g. creating the first admin) before serve.
+# First start: `keel bootstrap` creates an administrator, an organisation and
+# an API key and prints them once (it does nothing on later starts).
 run: deps build
+	$(BUILD)/keel bootstrap --data-dir $(RUN_DATA)
 	$(BUILD)/keel serve $(RUN_ARGS)
 
 unit: build
