@@ -17,7 +17,7 @@ struct metrics *api_metrics(const struct api *api);
 static const char healthz_body[] = "{\"status\":\"ok\"}";
 
 int handle_healthz(struct ctx *ctx) {
-  http_resp_set(ctx->req, 200, "application/json", healthz_body, sizeof(healthz_body) - 1);
+  http_resp_static(ctx->req, 200, "application/json", healthz_body, sizeof(healthz_body) - 1);
   http_resp_header(ctx->req, "Cache-Control", "no-store");
   return 0;
 }
@@ -60,7 +60,7 @@ int handle_metrics(struct ctx *ctx) {
 
 int handle_openapi(struct ctx *ctx) {
   const struct embedded_file *doc = &openapi_files[0];
-  http_resp_set(ctx->req, 200, "application/json", doc->data, doc->len);
+  http_resp_static(ctx->req, 200, "application/json", doc->data, doc->len);
   return 0;
 }
 

@@ -72,6 +72,8 @@ struct http_req {
   int status;
   const char *content_type; /* NULL: no Content-Type */
   struct buf resp_body;
+  const char *resp_static; /* when set: the body, static storage, not copied */
+  size_t resp_static_len;
   struct http_header *resp_headers;
   size_t nresp_headers, resp_headers_cap;
 

@@ -218,8 +218,18 @@ void http_resp_header(struct http_req *req, const char *name, const char *value)
   h->value = slice_from_cstr(arena_strdup(req->arena, value));
 }
 
+void http_resp_static(struct http_req *req, int status, const char *content_type, const char *body,
+                      size_t len) {
+  req->status = status;
+  req->content_type = content_type;
+  buf_reset(&req->resp_body);
+  req->resp_static = body;
+  req->resp_static_len = len;
+}
+
 void http_resp_set(struct http_req *req, int status, const char *content_type, const char *body,
                    size_t len) {
+  req->resp_static = NULL;
   req->status = status;
   req->content_type = content_type;
   buf_reset(&req->resp_body);
@@ -358,16 +368,25 @@ static void free_body(void *p) {
   xfree(p);
 }
 
-static enum MHD_Result queue_response(struct http_conn *c) {
-  struct http_req *req = &c->req;
+/* A static body is used unless something wrote a body after it was set
+ * (an error response, say): the last writer wins. */
+static struct MHD_Response *make_response(struct http_req *req) {
+  if (req->resp_static && req->resp_body.len == 0) {
+    return MHD_create_response_from_buffer(req->resp_static_len, (void *)req->resp_static,
+                                           MHD_RESPMEM_PERSISTENT);
+  }
   size_t len = 0;
   char *body = buf_steal(&req->resp_body, &len);
   struct MHD_Response *resp =
       MHD_create_response_from_buffer_with_free_callback(len, body, free_body);
-  if (!resp) {
-    xfree(body);
-    return MHD_NO;
-  }
+  if (!resp) xfree(body);
+  return resp;
+}
+
+static enum MHD_Result queue_response(struct http_conn *c) {
+  struct http_req *req = &c->req;
+  struct MHD_Response *resp = make_response(req);
+  if (!resp) return MHD_NO;
   MHD_add_response_header(resp, "X-Request-Id", req->request_id);
   if (req->content_type) MHD_add_response_header(resp, "Content-Type", req->content_type);
   for (size_t i = 0; i < req->nresp_headers; i++) {
