@@ -137,5 +137,9 @@ const char *http_req_query(const struct http_req *req, const char *name);
 void http_resp_header(struct http_req *req, const char *name, const char *value);
 void http_resp_set(struct http_req *req, int status, const char *content_type, const char *body,
                    size_t len);
+/* The same for a body in static storage (lives as long as the process): it is
+ * sent without a copy. */
+void http_resp_static(struct http_req *req, int status, const char *content_type, const char *body,
+                      size_t len);
 
 #endif
