@@ -136,7 +136,7 @@ test:
 # runs a short pass; `make fuzz FUZZ_SECONDS=600` a long one.
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_DRIVERS := json time session router
+FUZZ_DRIVERS := json time session router events
 FUZZ_SETUP_ARGS := -Dfuzz=true -Dtests=false -Db_sanitize=address,undefined -Db_lundef=false
 
 fuzz:

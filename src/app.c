@@ -27,6 +27,7 @@
 #include "core/xmalloc.h"
 #include "domain/password.h"
 #include "domain/plans.h"
+#include "domain/pricing.h"
 #include "http/http.h"
 #include "keel_build.h"
 
@@ -143,6 +144,17 @@ int app_init(const struct config *cfg) {
     fprintf(stderr, "keel: %s\n", err);
     return -1;
   }
+  /* prices.file, else what `keel prices import` wrote into the data dir. */
+  char prices_default[4096];
+  const char *prices = cfg->prices_file;
+  if (!prices[0]) {
+    snprintf(prices_default, sizeof(prices_default), "%s/%s", cfg->data_dir, PRICING_DATA_DIR_FILE);
+    if (access(prices_default, F_OK) == 0) prices = prices_default;
+  }
+  if (pricing_load(prices, err, sizeof(err)) != 0) {
+    fprintf(stderr, "keel: %s\n", err);
+    return -1;
+  }
   return 0;
 }
 
@@ -241,6 +253,7 @@ int app_serve(const struct config *cfg) {
   http_stop(http);
   api_free(api); /* before the store closes: it flushes API keys' last_used_at */
   store_close(store);
+  pricing_shutdown();
   log_info("server.stopped", LI("duration_ms", (time_mono_us() - t0) / 1000),
            LI("abandoned", left));
   return 0;

@@ -42,7 +42,8 @@ int app_store_open(const struct config *cfg, bool migrate, struct store **out);
  */
 int app_secret(const struct config *cfg, uint8_t out[APP_SECRET_MAX]);
 /* Process-wide start-up shared by every command: libsodium, jansson's
- * allocator, the plan registry. Returns 0 or -1 after printing. */
+ * allocator, the plan registry, the model price table (prices.file, else
+ * data_dir/prices.json when present). Returns 0 or -1 after printing. */
 int app_init(const struct config *cfg);
 
 /* Runs the server until SIGTERM/SIGINT; returns the process exit code. */

@@ -252,6 +252,8 @@ static const struct command command_table[] = {
      "First start: create an administrator, an organisation and an API key when the store has "
      "no users yet, and print them once.",
      "bootstrap [--email E]", cmd_bootstrap},
+    {"prices", "Model prices: import a LiteLLM-format price file as keel's price override.",
+     "prices import FILE [--out PATH] [--effective-from YYYY-MM-DD]", cmd_prices},
     {"version", "Print the version and exit.", "version", cmd_version},
     {"help", "Show help for keel or one command.", "help [COMMAND]", cmd_help},
 };

@@ -58,6 +58,7 @@ int cmd_user(int argc, char **argv, char **envp);      /* cli_user.c: user creat
 int cmd_org(int argc, char **argv, char **envp);       /* cli_org.c: org create */
 int cmd_key(int argc, char **argv, char **envp);       /* cli_key.c: key create */
 int cmd_bootstrap(int argc, char **argv, char **envp); /* cli_bootstrap.c: first admin */
+int cmd_prices(int argc, char **argv, char **envp);    /* cli_prices.c: prices import */
 
 /* cli_key.c: creates an API key for the org org_ref (slug or id) with the
  * server's MAC key (from cfg's secret) and audits it; fills key_out

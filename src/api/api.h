@@ -52,7 +52,13 @@ enum route_flags {
   /* AUTH_KEY/AUTH_ANY route whose handler never blocks: it runs on the I/O
    * thread when the key is in the cache (api/keys.h keys_preauthenticate),
    * on the worker pool otherwise. */
-  ROUTE_INLINE_KEY = 1u << 2
+  ROUTE_INLINE_KEY = 1u << 2,
+  /* AUTH_SESSION/AUTH_PLATFORM GET route whose handler never blocks: it runs
+   * on the I/O thread when the cookie, the user and the membership are all
+   * in the session-authentication cache and the route's permission is
+   * granted (mw_session_preauthenticate, api/authcache.h), on the worker
+   * pool otherwise. */
+  ROUTE_INLINE_SESSION = 1u << 3
 };
 
 struct route {
@@ -154,10 +160,17 @@ struct ctx {
   struct session_claims *session; /* ACTOR_USER: the cookie's claims */
   bool has_org;                   /* an org scope is established */
   enum role role;                 /* ACTOR_USER's role in org */
-  struct user user;               /* valid when actor == ACTOR_USER */
-  struct key_auth key;            /* valid when actor == ACTOR_KEY */
-  struct org_scope scope;         /* valid when has_org */
-  struct org org;                 /* valid when has_org */
+  bool preauthenticated;          /* mw_session_preauthenticate filled it all */
+  /* The session's org as the request named it (id or slug) and the stamp of
+   * its membership in the session-authentication cache (0: not cached), for
+   * handlers that cache a rendering of the org (authcache_member_json_*). */
+  const char *org_ref;
+  uint64_t org_stamp;
+  /* Filled by the middleware; user.password_hash is always empty there. */
+  struct user user;       /* valid when actor == ACTOR_USER */
+  struct key_auth key;    /* valid when actor == ACTOR_KEY */
+  struct org_scope scope; /* valid when has_org */
+  struct org org;         /* valid when has_org */
 };
 #define CTX_ZEROED_SIZE offsetof(struct ctx, user)
 
@@ -169,6 +182,17 @@ struct ctx {
  * it has set the response.
  */
 int mw_run(struct ctx *ctx);
+/*
+ * The session middleware from the session-authentication cache alone, for
+ * ROUTE_INLINE_SESSION rows on an I/O thread: true when the request is a GET
+ * or HEAD whose cookie, user and {org} membership are all cache hits and
+ * whose route permission is granted — ctx is then filled as mw_run would,
+ * the sliding renewal included (mw_run only sets the log context), and the
+ * handler may run at once. false otherwise, with nothing answered: the worker pool runs
+ * mw_run (which fills the cache; refusals, their audit entries included,
+ * are its job). Never blocks on the store.
+ */
+bool mw_session_preauthenticate(struct ctx *ctx);
 
 /* The server's MAC keys, derived from the secret (app.c loads it). */
 const struct session_keys *api_session_keys(const struct api *api);

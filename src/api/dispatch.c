@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/authcache.h"
 #include "api/keys.h"
 #include "core/crypto.h"
 #include "core/json.h"
@@ -31,7 +32,8 @@ struct api {
   size_t nroutes;
   atomic_bool ready;
   atomic_bool draining;
-  struct keys *keys; /* the API-keys area (api/keys.h) */
+  struct keys *keys;           /* the API-keys area (api/keys.h) */
+  struct authcache *authcache; /* session authentication (api/authcache.h); NULL without a store */
 };
 
 struct api *api_new(const struct api_options *opt) {
@@ -47,7 +49,12 @@ struct api *api_new(const struct api_options *opt) {
   atomic_init(&api->ready, false);
   atomic_init(&api->draining, false);
   api->keys = keys_start(api);
+  if (api->store) api->authcache = authcache_new(NULL);
   return api;
+}
+
+struct authcache *api_authcache(const struct api *api) {
+  return api->authcache;
 }
 
 struct keys *api_keys(const struct api *api) {
@@ -65,6 +72,7 @@ const uint8_t *api_key_mac_key(const struct api *api) {
 void api_free(struct api *api) {
   if (!api) return;
   keys_stop(api->keys); /* flushes last_used_at: the store must still be open */
+  authcache_free(api->authcache);
   crypto_wipe(&api->session_keys, sizeof(api->session_keys));
   crypto_wipe(api->key_mac_key, sizeof(api->key_mac_key));
   metrics_free(api->metrics);
@@ -114,6 +122,7 @@ int api_render_gauges(struct api *api, struct buf *out) {
                      workers_queued(api->workers));
   }
   rc |= keys_render_metrics(api->keys, out);
+  rc |= authcache_render_metrics(api->authcache, out);
   return rc ? -1 : 0;
 }
 
@@ -229,6 +238,11 @@ static int on_request(struct http_req *req, void *ud) {
     enum keys_preauth pre = keys_preauthenticate(ctx);
     if (pre == KEYS_PREAUTH_READY) run_request(ctx);
     if (pre != KEYS_PREAUTH_DEFER) return HTTP_DONE;
+  }
+  if (ctx->route->flags & ROUTE_INLINE_SESSION && mw_session_preauthenticate(ctx)) {
+    /* Cookie, user and membership from the cache: no hop to a worker. */
+    run_request(ctx);
+    return HTTP_DONE;
   }
   int rc = workers_submit(api->workers, worker_job, ctx);
   if (rc != 0) {

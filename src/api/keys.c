@@ -50,7 +50,12 @@ long api_cursor_decode(struct ctx *ctx, char kind, const char *binding, const ch
                        void *payload, size_t max);
 int api_query_limit(struct ctx *ctx, int64_t max, int64_t *limit);
 
-#define RATE_PERIOD_US    US_PER_MIN
+#define RATE_PERIOD_S  60
+#define RATE_PERIOD_US (RATE_PERIOD_S * US_PER_SEC)
+/* The RateLimit-Policy window, ";w=60", as text (RATE_PERIOD_S spelled out). */
+#define STRINGIFY_(x)     #x
+#define STRINGIFY(x)      STRINGIFY_(x)
+#define RATE_WINDOW_TEXT  ";w=" STRINGIFY(RATE_PERIOD_S)
 #define FLUSH_INTERVAL_US (2 * US_PER_SEC) /* last_used_at batches */
 #define CURSOR_KIND_KEYS  'K'
 #define LIMITER_KEY_SIZE  (2 + ID_STR_SIZE)
@@ -220,48 +225,111 @@ static json_t *audit_details(const struct apikey_row *k) {
                    scopes_json(k->scopes), "environment", k->env, "live", k->live);
 }
 
-/* --- rate limits ------------------------------------------------------------ */
+/* --- text on the hot path ------------------------------------------------------ */
 
-/* A small bounded text builder for header values on the hot path (no
- * printf: formatting dominated the cost of these few short strings). */
-struct hdr {
-  char text[160];
-  size_t len;
+/*
+ * A bounded writer into a caller's array, for the header values and the
+ * whoami body built on every key-authenticated request: no printf, no
+ * allocation, no strlen of literals (built with the general tools, these
+ * few short strings cost more than the key verification). A write that
+ * does not fit is dropped and remembered in over; callers size their
+ * arrays so that it cannot happen, and check once at the end.
+ */
+struct text {
+  char *start, *p, *end;
+  bool over;
 };
 
-static void hdr_str(struct hdr *h, const char *s) {
-  size_t n = strlen(s);
-  if (n > sizeof(h->text) - 1 - h->len) n = sizeof(h->text) - 1 - h->len;
-  memcpy(h->text + h->len, s, n);
-  h->len += n;
-  h->text[h->len] = '\0';
+/* A writer over array[0..size), keeping one byte for text_cstr's NUL. */
+static struct text text_init(char *array, size_t size) {
+  return (struct text){.start = array, .p = array, .end = array + size - 1};
 }
 
-static void hdr_i64(struct hdr *h, int64_t v) {
-  char digits[24];
-  size_t n = 0;
-  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-  do {
-    digits[n++] = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
-  if (v < 0) digits[n++] = '-';
-  char out[24];
-  for (size_t i = 0; i < n; i++) out[i] = digits[n - 1 - i];
-  out[n] = '\0';
-  hdr_str(h, out);
+static size_t text_len(const struct text *t) {
+  return (size_t)(t->p - t->start);
 }
+
+/* The text so far, NUL-terminated. */
+static const char *text_cstr(struct text *t) {
+  *t->p = '\0';
+  return t->start;
+}
+
+static void text_put(struct text *t, const char *s, size_t n) {
+  if ((size_t)(t->end - t->p) < n) {
+    t->over = true;
+    return;
+  }
+  memcpy(t->p, s, n);
+  t->p += n;
+}
+
+/* A string literal (its length known at compile time). */
+#define TEXT_LIT(t, lit) text_put((t), "" lit, sizeof(lit) - 1)
+
+#define I64_TEXT_MAX     20 /* characters of INT64_MIN: a sign and 19 digits */
+
+/* v in decimal, two digits per division. */
+static void text_i64(struct text *t, int64_t v) {
+  static const char pairs[] =
+      "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+      "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+      "8081828384858687888990919293949596979899";
+  char digits[I64_TEXT_MAX];
+  size_t i = sizeof(digits);
+  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+  while (u >= 100) {
+    size_t d = (size_t)(u % 100) * 2;
+    u /= 100;
+    digits[--i] = pairs[d + 1];
+    digits[--i] = pairs[d];
+  }
+  if (u >= 10) {
+    digits[--i] = pairs[u * 2 + 1];
+    digits[--i] = pairs[u * 2];
+  } else {
+    digits[--i] = (char)('0' + u);
+  }
+  if (v < 0) digits[--i] = '-';
+  text_put(t, digits + i, sizeof(digits) - i);
+}
+
+/* s as a JSON string: quoted, and escaped when escape is set. Text that
+ * needs no escaping by construction goes as it is: ids (UUID text), display
+ * prefixes (printable ASCII without quotes or backslashes), environment
+ * labels and scope names. */
+static void text_json_str(struct text *t, const char *s, bool escape) {
+  size_t n = strlen(s);
+  if ((size_t)(t->end - t->p) < (escape ? BUF_JSON_ESCAPED_MAX(n) : n) + 2) {
+    t->over = true;
+    return;
+  }
+  *t->p++ = '"';
+  if (escape) {
+    t->p += buf_json_escape_into(t->p, s, n);
+  } else {
+    memcpy(t->p, s, n);
+    t->p += n;
+  }
+  *t->p++ = '"';
+}
+
+/* --- rate limits ------------------------------------------------------------ */
+
+/* Room for a RateLimit-Policy or RateLimit value: two items of two numbers
+ * of at most 20 characters each, with their names. */
+#define RATELIMIT_HEADER_MAX 160
 
 /* Appends one RateLimit item: "name";r=R;t=T (a leading ", " after the
  * first). */
-static void hdr_limit_item(struct hdr *h, const char *name, int64_t remaining, int64_t reset_s) {
-  if (h->len) hdr_str(h, ", ");
-  hdr_str(h, "\"");
-  hdr_str(h, name);
-  hdr_str(h, "\";r=");
-  hdr_i64(h, remaining);
-  hdr_str(h, ";t=");
-  hdr_i64(h, reset_s);
+static void text_limit_item(struct text *t, const char *name, int64_t remaining, int64_t reset_s) {
+  if (text_len(t)) TEXT_LIT(t, ", ");
+  text_put(t, "\"", 1);
+  text_put(t, name, strlen(name));
+  TEXT_LIT(t, "\";r=");
+  text_i64(t, remaining);
+  TEXT_LIT(t, ";t=");
+  text_i64(t, reset_s);
 }
 
 /* The limiter's name of a key or an org: "k:<id>" / "o:<id>". */
@@ -299,23 +367,21 @@ static int apply_rate_limits(struct ctx *ctx, struct keys *k, const struct apike
   limiter_name(org_name, 'o', id->org_id);
   int64_t now = limiter_now();
 
-  struct hdr policy = {.len = 0};
-  hdr_str(&policy, "\"key\";q=");
-  hdr_i64(&policy, key_limit);
-  hdr_str(&policy, ";w=");
-  hdr_i64(&policy, RATE_PERIOD_US / US_PER_SEC);
-  hdr_str(&policy, ", \"org\";q=");
-  hdr_i64(&policy, org_limit);
-  hdr_str(&policy, ";w=");
-  hdr_i64(&policy, RATE_PERIOD_US / US_PER_SEC);
-  http_resp_header(ctx->req, "RateLimit-Policy", policy.text);
-  struct hdr left = {.len = 0};
+  char policy_text[RATELIMIT_HEADER_MAX], left_text[RATELIMIT_HEADER_MAX];
+  struct text policy = text_init(policy_text, sizeof(policy_text));
+  TEXT_LIT(&policy, "\"key\";q=");
+  text_i64(&policy, key_limit);
+  TEXT_LIT(&policy, RATE_WINDOW_TEXT ", \"org\";q=");
+  text_i64(&policy, org_limit);
+  TEXT_LIT(&policy, RATE_WINDOW_TEXT);
+  http_resp_header(ctx->req, "RateLimit-Policy", text_cstr(&policy));
+  struct text left = text_init(left_text, sizeof(left_text));
   struct ratelimit_decision dk, dorg;
   ratelimit_check(k->limiter, key_name, key_limit, RATE_PERIOD_US, now, &dk);
   if (!dk.allowed) {
     atomic_fetch_add(&k->decisions[RL_LIMITED_KEY], 1);
-    hdr_limit_item(&left, "key", 0, ceil_seconds(dk.reset_us));
-    http_resp_header(ctx->req, "RateLimit", left.text);
+    text_limit_item(&left, "key", 0, ceil_seconds(dk.reset_us));
+    http_resp_header(ctx->req, "RateLimit", text_cstr(&left));
     int64_t retry = ceil_seconds(dk.retry_after_us);
     if (retry < 1) retry = 1;
     http_resp_header(ctx->req, "Retry-After", arena_printf(ctx->arena, "%lld", (long long)retry));
@@ -330,9 +396,9 @@ static int apply_rate_limits(struct ctx *ctx, struct keys *k, const struct apike
     ratelimit_refund(k->limiter, key_name, key_limit, RATE_PERIOD_US);
     atomic_fetch_add(&k->decisions[RL_LIMITED_ORG], 1);
     int64_t key_rem = dk.remaining + 1 > key_limit ? key_limit : dk.remaining + 1;
-    hdr_limit_item(&left, "key", key_rem, ceil_seconds(dk.reset_us));
-    hdr_limit_item(&left, "org", 0, ceil_seconds(dorg.reset_us));
-    http_resp_header(ctx->req, "RateLimit", left.text);
+    text_limit_item(&left, "key", key_rem, ceil_seconds(dk.reset_us));
+    text_limit_item(&left, "org", 0, ceil_seconds(dorg.reset_us));
+    http_resp_header(ctx->req, "RateLimit", text_cstr(&left));
     int64_t retry = ceil_seconds(dorg.retry_after_us);
     if (retry < 1) retry = 1;
     http_resp_header(ctx->req, "Retry-After", arena_printf(ctx->arena, "%lld", (long long)retry));
@@ -343,9 +409,9 @@ static int apply_rate_limits(struct ctx *ctx, struct keys *k, const struct apike
     return 1;
   }
   atomic_fetch_add(&k->decisions[RL_ALLOWED], 1);
-  hdr_limit_item(&left, "key", dk.remaining, ceil_seconds(dk.reset_us));
-  hdr_limit_item(&left, "org", dorg.remaining, ceil_seconds(dorg.reset_us));
-  http_resp_header(ctx->req, "RateLimit", left.text);
+  text_limit_item(&left, "key", dk.remaining, ceil_seconds(dk.reset_us));
+  text_limit_item(&left, "org", dorg.remaining, ceil_seconds(dorg.reset_us));
+  http_resp_header(ctx->req, "RateLimit", text_cstr(&left));
   return 0;
 }
 
@@ -871,25 +937,24 @@ static int h_key_revoke(struct ctx *ctx) {
 
 /* --- whoami ------------------------------------------------------------------ */
 
-/* "s" as a JSON string (quoted, escaped). */
-static int put_str(struct buf *b, const char *s) {
-  return buf_putc(b, '"') | buf_append_json_escaped(b, s, strlen(s)) | buf_putc(b, '"');
-}
-
-/* "s" for text that needs no escaping by construction: ids (UUID text),
- * display prefixes (printable ASCII without quotes or backslashes),
- * environment labels and scope names. */
-static int put_plain(struct buf *b, const char *s) {
-  return buf_putc(b, '"') | buf_append(b, s, strlen(s)) | buf_putc(b, '"');
-}
+/* The longest whoami body: its fixed text with every scope (229 bytes; 320
+ * allowed), the fields that go as they are, the escaped ones at their
+ * longest and six bytes a byte, and three numbers. */
+#define WHOAMI_BODY_MAX                                                                     \
+  (320 + 2 * ID_STR_SIZE + sizeof(((struct key_auth *)0)->prefix) +                         \
+   sizeof(((struct key_auth *)0)->env) + 3 * I64_TEXT_MAX +                                 \
+   BUF_JSON_ESCAPED_MAX(sizeof(((struct org *)0)->slug) + sizeof(((struct org *)0)->name) + \
+                        sizeof(((struct org *)0)->plan) + sizeof(((struct plan *)0)->id) +  \
+                        sizeof(((struct plan *)0)->name)))
 
 /*
  * GET /v1/whoami. Never blocks (ROUTE_INLINE_KEY): everything comes from
- * ctx. The body is written straight into the response buffer rather than
- * built with jansson: this is the hottest key-authenticated route, and
- * building and serialising a jansson tree cost more than everything else on
- * its path together (allocations, hashing of member names, a measuring
- * pass). The shape is fixed and documented in docs/openapi/40-keys.json.
+ * ctx. The body is written into an array on the stack, sized for the
+ * longest body, then copied into the response in one append, rather than
+ * built with jansson (a tree and its serialisation cost more than
+ * everything else on the path together) or with one buffer append per
+ * piece (each growing the buffer). The shape is fixed and documented in
+ * docs/openapi/40-keys.json.
  */
 static int h_whoami(struct ctx *ctx) {
   const struct plan *plan = plans_get(ctx->org.plan);
@@ -897,52 +962,56 @@ static int h_whoami(struct ctx *ctx) {
   const struct key_auth *ka = &ctx->key;
   int64_t key_rate =
       ka->rate_override_per_min ? ka->rate_override_per_min : (plan ? plan->rate_per_min_key : 0);
-  struct buf *b = &ctx->req->resp_body;
-  buf_reset(b);
-  int rc = buf_append_cstr(b, "{\"org\":{\"id\":");
-  rc |= put_plain(b, ctx->org.id);
-  rc |= buf_append_cstr(b, ",\"slug\":");
-  rc |= put_str(b, ctx->org.slug);
-  rc |= buf_append_cstr(b, ",\"name\":");
-  rc |= put_str(b, ctx->org.name);
-  rc |= buf_append_cstr(b, ",\"plan\":");
-  rc |= put_str(b, ctx->org.plan);
-  rc |= buf_append_cstr(b, "},\"key\":{\"id\":");
-  rc |= put_plain(b, ka->id);
-  rc |= buf_append_cstr(b, ",\"prefix\":");
-  rc |= put_plain(b, ka->prefix);
-  rc |= buf_append_cstr(b, ",\"scopes\":[");
+  char body[WHOAMI_BODY_MAX];
+  struct text t = text_init(body, sizeof(body));
+  TEXT_LIT(&t, "{\"org\":{\"id\":");
+  text_json_str(&t, ctx->org.id, false);
+  TEXT_LIT(&t, ",\"slug\":");
+  text_json_str(&t, ctx->org.slug, true);
+  TEXT_LIT(&t, ",\"name\":");
+  text_json_str(&t, ctx->org.name, true);
+  TEXT_LIT(&t, ",\"plan\":");
+  text_json_str(&t, ctx->org.plan, true);
+  TEXT_LIT(&t, "},\"key\":{\"id\":");
+  text_json_str(&t, ka->id, false);
+  TEXT_LIT(&t, ",\"prefix\":");
+  text_json_str(&t, ka->prefix, false);
+  TEXT_LIT(&t, ",\"scopes\":[");
   bool first = true;
   for (size_t i = 0; i < sizeof(apikeys_scope_bits) / sizeof(apikeys_scope_bits[0]); i++) {
     if (!(ka->scopes & apikeys_scope_bits[i])) continue;
-    if (!first) rc |= buf_putc(b, ',');
-    rc |= put_plain(b, apikeys_scope_name(apikeys_scope_bits[i]));
+    if (!first) TEXT_LIT(&t, ",");
+    text_json_str(&t, apikeys_scope_name(apikeys_scope_bits[i]), false);
     first = false;
   }
-  rc |= buf_append_cstr(b, "],\"environment\":");
-  rc |= put_plain(b, ka->env);
-  struct hdr num = {.len = 0};
-  hdr_i64(&num, key_rate);
-  rc |= buf_append_cstr(b, ka->live ? ",\"live\":true" : ",\"live\":false");
-  rc |= buf_append_cstr(b, ",\"rate_limit_per_min\":");
-  rc |= buf_append_cstr(b, num.text);
-  rc |= buf_append_cstr(b, "},\"plan\":");
-  if (plan) {
-    rc |= buf_append_cstr(b, "{\"id\":");
-    rc |= put_str(b, plan->id);
-    rc |= buf_append_cstr(b, ",\"name\":");
-    rc |= put_str(b, plan->name);
-    struct hdr q = {.len = 0};
-    hdr_str(&q, ",\"rate_per_min_key\":");
-    hdr_i64(&q, plan->rate_per_min_key);
-    hdr_str(&q, ",\"rate_per_min_org\":");
-    hdr_i64(&q, plan->rate_per_min_org);
-    hdr_str(&q, "}}");
-    rc |= buf_append_cstr(b, q.text);
+  TEXT_LIT(&t, "],\"environment\":");
+  text_json_str(&t, ka->env, false);
+  if (ka->live) {
+    TEXT_LIT(&t, ",\"live\":true");
   } else {
-    rc |= buf_append_cstr(b, "null}");
+    TEXT_LIT(&t, ",\"live\":false");
   }
-  if (rc) return api_problem(ctx, "internal_error", "the response does not fit");
+  TEXT_LIT(&t, ",\"rate_limit_per_min\":");
+  text_i64(&t, key_rate);
+  TEXT_LIT(&t, "},\"plan\":");
+  if (plan) {
+    TEXT_LIT(&t, "{\"id\":");
+    text_json_str(&t, plan->id, true);
+    TEXT_LIT(&t, ",\"name\":");
+    text_json_str(&t, plan->name, true);
+    TEXT_LIT(&t, ",\"rate_per_min_key\":");
+    text_i64(&t, plan->rate_per_min_key);
+    TEXT_LIT(&t, ",\"rate_per_min_org\":");
+    text_i64(&t, plan->rate_per_min_org);
+    TEXT_LIT(&t, "}}");
+  } else {
+    TEXT_LIT(&t, "null}");
+  }
+  struct buf *b = &ctx->req->resp_body;
+  buf_reset(b);
+  if (t.over || buf_append(b, body, text_len(&t)) != 0) {
+    return api_problem(ctx, "internal_error", "the response does not fit");
+  }
   ctx->req->status = 200;
   ctx->req->content_type = "application/json";
   return 0;

@@ -7,9 +7,9 @@
  *   1. auth kind of the route: PUBLIC passes; SESSION/PLATFORM read the
  *      session cookie; KEY/ANY read a bearer key (key middleware, keys.c)
  *      or, for ANY, the session cookie;
- *   2. the user is re-read from the store on every request: a bumped session
- *      version (logout everywhere, password change) or a suspension revokes
- *      the token at once;
+ *   2. the user's session version and suspension: a bumped session version
+ *      (logout everywhere, password change) or a suspension revokes the
+ *      token at once;
  *   3. CSRF for cookie-authenticated state changes: X-CSRF-Token must match
  *      the session's token, and Origin, when sent, must be allowed;
  *   4. {org} in the path: resolved for this user (id or slug); not a member
@@ -18,11 +18,22 @@
  *      entry.
  * Sessions older than SESSION_RENEW_AFTER_S get a fresh cookie (sliding
  * expiry).
+ *
+ * The cookie's claims, the user (2) and the membership (4) come from the
+ * session-authentication cache when it has them (api/authcache.h): for safe
+ * methods only, and never to refuse — a refusal is decided again from the
+ * store first. Any write committed by this process invalidates cached users
+ * and memberships at once; writes by other processes are seen within
+ * AUTHCACHE_MAX_AGE_US (docs/internals/authcache.md). Store reads fill the
+ * cache. mw_session_preauthenticate is the same from the cache alone, for the
+ * I/O thread.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "api/authcache.h"
+#include "core/crypto.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -161,6 +172,25 @@ void api_clear_session_cookie(struct ctx *ctx) {
 
 /* --- sessions ----------------------------------------------------------- */
 
+/*
+ * Where the session steps take the user and the membership from. Safe
+ * methods (GET, HEAD, OPTIONS) may be authorised from the session-
+ * authentication cache (api/authcache.h); requests that change state always
+ * read the store. A refusal is never decided on cached data: a step that
+ * would refuse while something came from the cache returns MW_RECHECK
+ * before answering, and mw_run runs the steps again from the store.
+ */
+struct steps {
+  bool use_cache;   /* users and memberships may come from the cache */
+  bool user_cached; /* ctx->user came from it */
+  bool org_cached;  /* ctx->org and ctx->role came from it */
+};
+#define MW_RECHECK 2
+
+static bool from_cache(const struct steps *st) {
+  return st->user_cached || st->org_cached;
+}
+
 struct load_user {
   const char *id;
   struct user *out;
@@ -171,29 +201,60 @@ static int load_user_tx(struct store_tx *tx, void *arg) {
   return store_user_get(tx, lu->id, lu->out);
 }
 
+/* The claims of a cookie value: a verified token from the cache, or decoded
+ * now (then cached). NULL when the token is invalid or expired. */
+static struct session_claims *claims_of(struct ctx *ctx, struct slice token, int64_t now_s) {
+  struct authcache *ac = api_authcache(ctx->api);
+  struct session_claims *c = arena_alloc(ctx->arena, sizeof(*c));
+  if (ac && authcache_session_get(ac, token, now_s, c)) return c;
+  if (session_decode(token, api_session_keys(ctx->api), now_s, c) != 0) return NULL;
+  if (ac) authcache_session_put(ac, token, c);
+  return c;
+}
+
+/* Fills ctx->user for user_id from the cache (when allowed) or the store
+ * (then cached). The password hash is never kept in ctx. Returns 0 or a
+ * store status. */
+static int user_of(struct ctx *ctx, const char *user_id, struct steps *st) {
+  struct authcache *ac = api_authcache(ctx->api);
+  struct store *store = api_store(ctx->api);
+  st->user_cached =
+      ac && st->use_cache &&
+      authcache_user_get(ac, user_id, store_write_generation(store), time_mono_us(), &ctx->user);
+  if (st->user_cached) return 0;
+  /* Generation and age are noted before the read: a write that commits
+   * during it leaves the entry stale, never wrong. */
+  uint64_t gen = ac ? store_write_generation(store) : 0;
+  int64_t read_at = time_mono_us();
+  struct load_user lu = {user_id, &ctx->user};
+  int rc = store_read(store, load_user_tx, &lu);
+  if (rc) return rc;
+  crypto_wipe(ctx->user.password_hash, sizeof(ctx->user.password_hash));
+  if (ac) authcache_user_put(ac, &ctx->user, gen, read_at);
+  return 0;
+}
+
 /*
- * Authenticates the session cookie. Returns 0 (ctx->actor set), or 1 after
- * answering 401 when required, or 0 with no actor when not required and no
- * cookie was sent.
+ * Authenticates the session cookie. Returns 0 (ctx->actor set), 1 after
+ * answering 401, or MW_RECHECK when the user from the cache would be
+ * refused.
  */
-static int authenticate_session(struct ctx *ctx, bool required) {
+static int authenticate_session(struct ctx *ctx, struct steps *st) {
   struct slice token = cookie_value(ctx->req, SESSION_COOKIE);
   if (!token.p || token.len == 0) {
-    if (!required) return 0;
     api_problem(ctx, "unauthorized", "sign in first: no session cookie was sent");
     return 1;
   }
-  int64_t now_s = time_now_us() / US_PER_SEC;
-  struct session_claims *c = arena_alloc(ctx->arena, sizeof(*c));
-  if (session_decode(token, api_session_keys(ctx->api), now_s, c) != 0) {
+  struct session_claims *c = claims_of(ctx, token, time_now_us() / US_PER_SEC);
+  if (!c) {
     api_clear_session_cookie(ctx);
     api_problem(ctx, "unauthorized", "the session is invalid or has expired; sign in again");
     return 1;
   }
-  struct load_user lu = {c->sub, &ctx->user};
-  int rc = store_read(api_store(ctx->api), load_user_tx, &lu);
+  int rc = user_of(ctx, c->sub, st);
   if (rc == KEEL_ENOTFOUND ||
       (rc == 0 && (ctx->user.session_version != c->sv || ctx->user.suspended))) {
+    if (from_cache(st)) return MW_RECHECK;
     api_clear_session_cookie(ctx);
     api_problem(ctx, "unauthorized", "the session has been revoked; sign in again");
     return 1;
@@ -204,12 +265,17 @@ static int authenticate_session(struct ctx *ctx, bool required) {
   }
   ctx->actor = ACTOR_USER;
   ctx->session = c;
-  if (now_s - c->iat >= SESSION_RENEW_AFTER_S) {
-    c->iat = now_s;
-    session_set_expiry(c);
-    api_set_session_cookie(ctx, c);
-  }
   return 0;
+}
+
+/* Sessions older than SESSION_RENEW_AFTER_S get a fresh cookie (sliding
+ * expiry), whatever the answer: the user was authenticated. */
+static void renew_if_due(struct ctx *ctx, int64_t now_s) {
+  struct session_claims *c = ctx->session;
+  if (now_s - c->iat < SESSION_RENEW_AFTER_S) return;
+  c->iat = now_s;
+  session_set_expiry(c);
+  api_set_session_cookie(ctx, c);
 }
 
 static bool method_changes_state(enum http_method m) {
@@ -275,25 +341,51 @@ static int resolve_org_tx(struct store_tx *tx, void *arg) {
   return store_org_for_member(tx, r->user_id, r->ref, r->org, r->role);
 }
 
-/* Establishes ctx->scope from an org reference (id or slug) the user must be
- * a member of. Returns 0, or 1 after answering 404. */
-static int scope_for_user(struct ctx *ctx, const char *ref) {
-  if (!ref || !ref[0] || strlen(ref) > 64) {
-    api_problem(ctx, "not_found", "no such organisation");
-    return 1;
-  }
-  struct resolve_org r = {ctx->user.id, ref, &ctx->org, &ctx->role};
-  int rc = store_read(api_store(ctx->api), resolve_org_tx, &r);
-  if (rc == KEEL_ENOTFOUND) {
-    api_problem(ctx, "not_found", "no such organisation");
-    return 1;
-  }
-  if (rc) {
-    api_status(ctx, rc);
-    return 1;
-  }
+/* Whether ref can name an org at all (an id or a slug). */
+static bool org_ref_plausible(const char *ref) {
+  return ref && ref[0] && strlen(ref) <= 64;
+}
+
+/* Sets the org scope of ctx (ctx->org and ctx->role filled). */
+static void enter_org(struct ctx *ctx, const char *ref, uint64_t stamp) {
   ctx->has_org = true;
+  ctx->org_ref = ref;
+  ctx->org_stamp = stamp;
   memcpy(ctx->scope.org_id, ctx->org.id, sizeof(ctx->scope.org_id));
+}
+
+/* Establishes ctx->scope from an org reference (id or slug) the user must be
+ * a member of, from the cache (when allowed) or the store (then cached).
+ * Returns 0, 1 after answering 404, or MW_RECHECK. */
+static int scope_for_user(struct ctx *ctx, const char *ref, struct steps *st) {
+  if (!org_ref_plausible(ref)) {
+    if (from_cache(st)) return MW_RECHECK;
+    api_problem(ctx, "not_found", "no such organisation");
+    return 1;
+  }
+  struct authcache *ac = api_authcache(ctx->api);
+  struct store *store = api_store(ctx->api);
+  uint64_t stamp = 0;
+  st->org_cached = ac && st->use_cache &&
+                   authcache_member_get(ac, ctx->user.id, ref, store_write_generation(store),
+                                        time_mono_us(), &ctx->org, &ctx->role, &stamp);
+  if (!st->org_cached) {
+    uint64_t gen = ac ? store_write_generation(store) : 0;
+    int64_t read_at = time_mono_us();
+    struct resolve_org r = {ctx->user.id, ref, &ctx->org, &ctx->role};
+    int rc = store_read(store, resolve_org_tx, &r);
+    if (rc && from_cache(st)) return MW_RECHECK;
+    if (rc == KEEL_ENOTFOUND) {
+      api_problem(ctx, "not_found", "no such organisation");
+      return 1;
+    }
+    if (rc) {
+      api_status(ctx, rc);
+      return 1;
+    }
+    if (ac) stamp = authcache_member_put(ac, ctx->user.id, ref, &ctx->org, ctx->role, gen, read_at);
+  }
+  enter_org(ctx, ref, stamp);
   log_set_org_id(ctx->scope.org_id);
   return 0;
 }
@@ -313,36 +405,96 @@ static bool pattern_has_org(const char *pattern) {
   return strstr(pattern, "{org}") != NULL;
 }
 
-int mw_run(struct ctx *ctx) {
+/* The session part of the middleware: steps 2–5 of the file comment.
+ * Returns 0, 1 after answering, or MW_RECHECK (nothing answered). */
+static int session_steps(struct ctx *ctx, bool use_cache) {
   const struct route *r = ctx->route;
-  if (r->auth == AUTH_PUBLIC) return 0;
-
-  if (r->auth == AUTH_KEY || r->auth == AUTH_ANY) {
-    int rc = mw_keys_authenticate(ctx, r->auth == AUTH_KEY);
-    if (rc) return rc;
-    if (ctx->actor == ACTOR_KEY) return 0; /* scope and scopes checked there */
-  }
-  if (authenticate_session(ctx, true)) return 1;
+  struct steps st = {.use_cache = use_cache};
+  int rc = authenticate_session(ctx, &st);
+  if (rc) return rc;
   if (method_changes_state(ctx->req->method) && check_csrf(ctx)) return 1;
   if (r->auth == AUTH_PLATFORM && !ctx->user.platform_admin) {
+    if (from_cache(&st)) return MW_RECHECK;
     return deny(ctx, "this route is for platform administrators");
   }
   if (pattern_has_org(r->pattern)) {
-    if (scope_for_user(ctx, ctx_param(ctx, "org"))) return 1;
+    if ((rc = scope_for_user(ctx, ctx_param(ctx, "org"), &st)) != 0) return rc;
   } else if (r->auth == AUTH_ANY) {
     /* Data-plane routes with a session: the org is X-Keel-Org, or the
      * session's active org. */
     struct slice h = http_req_header(ctx->req, "X-Keel-Org");
     const char *ref = h.p ? arena_slice_dup(ctx->arena, h) : ctx->session->aorg;
     if (!ref || !ref[0]) {
+      if (from_cache(&st)) return MW_RECHECK;
       api_problem(ctx, "bad_request",
                   "no organisation selected: send X-Keel-Org or switch the active org");
       return 1;
     }
-    if (scope_for_user(ctx, ref)) return 1;
+    if ((rc = scope_for_user(ctx, ref, &st)) != 0) return rc;
   }
   if (r->permission && ctx->has_org && !rbac_allows(ctx->role, (enum permission)r->permission)) {
+    if (from_cache(&st)) return MW_RECHECK;
     return deny(ctx, "your role in this organisation does not allow this");
   }
   return 0;
+}
+
+int mw_run(struct ctx *ctx) {
+  const struct route *r = ctx->route;
+  if (r->auth == AUTH_PUBLIC) return 0;
+  if (ctx->preauthenticated) {
+    /* mw_session_preauthenticate did it all, on this thread. */
+    if (ctx->has_org) log_set_org_id(ctx->scope.org_id);
+    return 0;
+  }
+  if (r->auth == AUTH_KEY || r->auth == AUTH_ANY) {
+    int rc = mw_keys_authenticate(ctx, r->auth == AUTH_KEY);
+    if (rc) return rc;
+    if (ctx->actor == ACTOR_KEY) return 0; /* scope and scopes checked there */
+  }
+  int rc = session_steps(ctx, !method_changes_state(ctx->req->method));
+  if (rc == MW_RECHECK) {
+    ctx->actor = ACTOR_NONE;
+    ctx->has_org = false;
+    ctx->org_ref = NULL;
+    ctx->org_stamp = 0;
+    rc = session_steps(ctx, false);
+    KEEL_ASSERT(rc != MW_RECHECK);
+  }
+  if (ctx->actor == ACTOR_USER) renew_if_due(ctx, time_now_us() / US_PER_SEC);
+  return rc;
+}
+
+bool mw_session_preauthenticate(struct ctx *ctx) {
+  const struct route *r = ctx->route;
+  struct authcache *ac = api_authcache(ctx->api);
+  if (!ac || (r->auth != AUTH_SESSION && r->auth != AUTH_PLATFORM)) return false;
+  if (ctx->req->method != HTTP_GET && ctx->req->method != HTTP_HEAD) return false;
+  struct slice token = cookie_value(ctx->req, SESSION_COOKIE);
+  if (!token.p || token.len == 0) return false;
+  struct session_claims *c = arena_alloc(ctx->arena, sizeof(*c));
+  int64_t now_s = time_now_us() / US_PER_SEC;
+  if (!authcache_session_get(ac, token, now_s, c)) return false;
+  uint64_t gen = store_write_generation(api_store(ctx->api));
+  int64_t now_us = time_mono_us(); /* not the request's start: headers may trickle in */
+  if (!authcache_user_get(ac, c->sub, gen, now_us, &ctx->user)) return false;
+  if (ctx->user.session_version != c->sv || ctx->user.suspended) return false;
+  if (r->auth == AUTH_PLATFORM && !ctx->user.platform_admin) return false;
+  const char *ref = NULL;
+  uint64_t stamp = 0;
+  if (pattern_has_org(r->pattern)) {
+    ref = ctx_param(ctx, "org");
+    if (!org_ref_plausible(ref) ||
+        !authcache_member_get(ac, ctx->user.id, ref, gen, now_us, &ctx->org, &ctx->role, &stamp)) {
+      return false;
+    }
+    /* A denial writes an audit entry: that is the worker's job. */
+    if (r->permission && !rbac_allows(ctx->role, (enum permission)r->permission)) return false;
+  }
+  if (ref) enter_org(ctx, ref, stamp);
+  ctx->actor = ACTOR_USER;
+  ctx->session = c;
+  ctx->preauthenticated = true;
+  renew_if_due(ctx, now_s);
+  return true;
 }

@@ -9,6 +9,7 @@
  * later (R-LIF-2).
  */
 #include "api/orgs.h"
+#include "api/authcache.h"
 #include "api/keys.h"
 
 #include <stdio.h>
@@ -205,8 +206,28 @@ static int h_orgs_list(struct ctx *ctx) {
 
 /* --- GET /v1/orgs/{org} -------------------------------------------------------- */
 
+/*
+ * Never blocks (ROUTE_INLINE_SESSION). The body depends on the org and the
+ * role only, so it is kept with the cached membership the request was
+ * authorised from (ctx->org_stamp): rendering it with jansson (parsing the
+ * settings, building and dumping a tree) cost about as much as everything
+ * else on the cached path together; a later hit is one copy.
+ */
 static int h_org_get(struct ctx *ctx) {
-  return api_json(ctx, 200, tenancy_org_json(&ctx->org, ctx->role));
+  struct authcache *ac = api_authcache(ctx->api);
+  struct buf *body = &ctx->req->resp_body;
+  buf_reset(body);
+  if (ac && authcache_member_json_get(ac, ctx->user.id, ctx->org_ref, ctx->org_stamp, body)) {
+    ctx->req->status = 200;
+    ctx->req->content_type = "application/json";
+    return 0;
+  }
+  int rc = api_json(ctx, 200, tenancy_org_json(&ctx->org, ctx->role));
+  if (rc == 0 && ac && ctx->req->status == 200) {
+    authcache_member_json_put(ac, ctx->user.id, ctx->org_ref, ctx->org_stamp, body->data,
+                              body->len);
+  }
+  return rc;
 }
 
 /* --- PATCH /v1/orgs/{org} ------------------------------------------------------- */
@@ -316,7 +337,8 @@ static const struct route rows[] = {
      .pattern = "/v1/orgs/{org}",
      .handler = h_org_get,
      .auth = AUTH_SESSION,
-     .permission = PERM_ORG_READ},
+     .permission = PERM_ORG_READ,
+     .flags = ROUTE_INLINE_SESSION},
     {.method = HTTP_PATCH,
      .pattern = "/v1/orgs/{org}",
      .handler = h_org_update,

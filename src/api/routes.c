@@ -38,9 +38,12 @@ static const struct route service_routes[] = {
 
 typedef const struct route *(*area_fn)(size_t *count);
 
+/* The router scans rows in this order and stops at the first match: the
+ * data plane (API keys: whoami, and later ingestion) comes first because it
+ * carries most of the traffic. */
 static const area_fn areas[] = {
-    routes_auth,  routes_orgs,  routes_members, routes_invitations,
-    routes_audit, routes_admin, routes_plans,   routes_keys,
+    routes_keys,        routes_auth,  routes_orgs,  routes_members,
+    routes_invitations, routes_audit, routes_admin, routes_plans,
 };
 
 static struct route table[ROUTES_MAX];

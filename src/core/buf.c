@@ -139,15 +139,10 @@ static size_t json_escaped_len(unsigned char c) {
   return c < 0x20 ? 6 : 1;
 }
 
-int buf_append_json_escaped(struct buf *b, const char *s, size_t n) {
+size_t buf_json_escape_into(char *out, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *in = (const unsigned char *)s;
-  size_t out_len = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (xadd_size(out_len, json_escaped_len(in[i]), &out_len)) return -1;
-  }
-  if (buf_reserve(b, out_len)) return -1;
-  char *out = b->data + b->len;
+  char *start = out;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = in[i];
     const char *esc = json_short_escape(c);
@@ -165,7 +160,17 @@ int buf_append_json_escaped(struct buf *b, const char *s, size_t n) {
       *out++ = (char)c;
     }
   }
-  b->len += out_len;
+  return (size_t)(out - start);
+}
+
+int buf_append_json_escaped(struct buf *b, const char *s, size_t n) {
+  const unsigned char *in = (const unsigned char *)s;
+  size_t out_len = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (xadd_size(out_len, json_escaped_len(in[i]), &out_len)) return -1;
+  }
+  if (buf_reserve(b, out_len)) return -1;
+  b->len += buf_json_escape_into(b->data + b->len, s, n);
   b->data[b->len] = '\0';
   return 0;
 }

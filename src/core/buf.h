@@ -36,6 +36,12 @@ int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 /* Appends s JSON-escaped (without surrounding quotes). */
 int buf_append_json_escaped(struct buf *b, const char *s, size_t n);
+/* Bytes the JSON escape of n bytes may take (\u00XX: 6 a byte). */
+#define BUF_JSON_ESCAPED_MAX(n) (6 * (n))
+/* Writes s JSON-escaped (no quotes, no NUL) at out, which has room for
+ * BUF_JSON_ESCAPED_MAX(n) bytes; returns the bytes written. The escaping of
+ * buf_append_json_escaped, for callers writing into their own arrays. */
+size_t buf_json_escape_into(char *out, const char *s, size_t n);
 struct slice buf_slice(const struct buf *b);
 /* Transfers ownership of the bytes to the caller (NUL-terminated, never NULL);
  * the buf is left empty. */

@@ -80,6 +80,8 @@ static const struct config_setting settings[] = {
     STR_ROW("secret", secret, "",
             "server secret (64+ hex chars) for session and key MACs; empty: data_dir/keel.secret"),
     STR_ROW("plans.file", plans_file, "", "JSON file merged over the built-in plan registry"),
+    STR_ROW("prices.file", prices_file, "",
+            "model price file consulted before the built-in table; empty: data_dir/prices.json"),
     STR_ROW("http.allowed_origins", http_allowed_origins, "",
             "comma-separated origins allowed on cookie-authenticated changes; empty: public_url"),
     INT_ROW("auth.login_per_ip_per_min", auth_login_per_ip_per_min, "30", 1, 100000,

@@ -46,6 +46,7 @@ struct config {
   int64_t sqlite_cache_kib;          /* sqlite.cache_kib: page cache per connection */
   char *secret;                      /* secret: hex server secret ("" → data_dir/keel.secret) */
   char *plans_file;                  /* plans.file: override of the plan registry */
+  char *prices_file;                 /* prices.file: override of the model price table */
   char *http_allowed_origins;        /* http.allowed_origins: CSRF Origin allow-list */
   int64_t auth_login_per_ip_per_min; /* auth.login_per_ip_per_min */
 };

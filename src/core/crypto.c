@@ -65,6 +65,26 @@ void crypto_hmac_sha256(const uint8_t *key, size_t keylen, const void *data, siz
   sodium_memzero(&state, sizeof state); /* holds key-derived pads */
 }
 
+void crypto_keyed_hash(uint8_t *out, size_t outlen, const void *data, size_t n, const uint8_t *key,
+                       size_t keylen) {
+  if (outlen < crypto_generichash_BYTES_MIN || outlen > crypto_generichash_BYTES_MAX ||
+      keylen < crypto_generichash_KEYBYTES_MIN || keylen > crypto_generichash_KEYBYTES_MAX) {
+    crypto_misuse("crypto_keyed_hash: output or key length out of range");
+  }
+  crypto_generichash(out, outlen, data, n, key, keylen);
+}
+
+uint64_t crypto_short_hash(const uint8_t key[CRYPTO_SHORT_HASH_KEY_LEN], const void *data,
+                           size_t n) {
+  _Static_assert(crypto_shorthash_KEYBYTES == CRYPTO_SHORT_HASH_KEY_LEN, "SipHash key size");
+  _Static_assert(crypto_shorthash_BYTES == sizeof(uint64_t), "SipHash output size");
+  uint8_t h[crypto_shorthash_BYTES];
+  crypto_shorthash(h, data, n, key);
+  uint64_t v;
+  memcpy(&v, h, sizeof v);
+  return v;
+}
+
 bool crypto_equal(const void *a, const void *b, size_t n) {
   return sodium_memcmp(a, b, n) == 0;
 }

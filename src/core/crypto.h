@@ -26,6 +26,16 @@ uint32_t crypto_random_uniform(uint32_t upper);
 void crypto_sha256(const void *data, size_t n, uint8_t out[SHA256_LEN]);
 void crypto_hmac_sha256(const uint8_t *key, size_t keylen, const void *data, size_t n,
                         uint8_t out[HMAC256_LEN]);
+/* BLAKE2b of data keyed with key (keylen 16..64 bytes), outlen 16..64
+ * bytes. A keyed hash of a secret (a session cookie) gives a lookup key
+ * that reveals nothing of it and cannot be steered by whoever chose data. */
+void crypto_keyed_hash(uint8_t *out, size_t outlen, const void *data, size_t n, const uint8_t *key,
+                       size_t keylen);
+#define CRYPTO_SHORT_HASH_KEY_LEN 16
+/* SipHash-2-4 of data under a 16-byte key: a fast keyed hash for hash
+ * tables whose keys clients choose (no flooding a bucket). */
+uint64_t crypto_short_hash(const uint8_t key[CRYPTO_SHORT_HASH_KEY_LEN], const void *data,
+                           size_t n);
 /* Constant-time equality of two n-byte buffers. */
 bool crypto_equal(const void *a, const void *b, size_t n);
 /* Wipes n bytes (not optimised away). */

@@ -3,23 +3,44 @@
  * last-use writes). The format and the verification flow are described in
  * apikeys.h.
  *
+ * Cache keys. The cache is keyed by the key's fingerprint: SipHash-2-4 with
+ * a 128-bit output (libsodium's crypto_shorthash_siphashx24) under a random
+ * key drawn when the verifier is made and never leaving this process. The
+ * HMAC (what the store holds) is computed only on a miss, to ask the store;
+ * a hit costs one SipHash (tens of nanoseconds) instead of two SHA-256
+ * blocks. Why a hit by fingerprint is as good as a hit by HMAC: SipHash is
+ * a PRF, so under a secret uniformly random key the fingerprints of
+ * distinct keys behave as independent uniform 128-bit values. Fingerprints
+ * never leave the process (no response, header, log or metric holds one;
+ * timing tells a client whether its key hit, and at most which bucket it
+ * fell in, a dozen bits), so a colliding key cannot be searched for
+ * offline: each guess sent matches a given cached entry with probability
+ * 2^-128 (2^-114 against a full cache of 16384 entries). An accidental
+ * collision among n keys has probability below n^2 / 2^129.
+ * docs/api-keys.md says the same for operators. The plaintext key is never
+ * kept: a slot holds the fingerprint and the HMAC.
+ *
  * Cache layout. The cache is split in CACHE_SHARDS shards by the first byte
- * of the key's HMAC; each shard has a mutex, a fixed array of slots, a
- * bucket index (chained through slot indices) and a CLOCK hand. A slot is
- * free, positive (the key exists: valid, revoked, org deleted, creator
- * suspended — decided from the slot on every use) or negative (no such key).
- * Every slot expires (monotonic clock) after its TTL. On insert into a full
- * shard the hand sweeps: expired or unreferenced slots are taken, referenced
- * ones get a second chance. Memory is fixed at creation.
+ * of the fingerprint; each shard has a mutex, a fixed array of slots, two
+ * bucket indexes chained through slot indices (by fingerprint for lookups,
+ * by HMAC for evictions, which come from the store's side and know only the
+ * HMAC) and a CLOCK hand. A slot is free, positive (the key exists: valid,
+ * revoked, org deleted, creator suspended — decided from the slot on every
+ * use) or negative (no such key). Every slot expires (monotonic clock) after
+ * its TTL. On insert into a full shard the hand sweeps: expired or
+ * unreferenced slots are taken, referenced ones get a second chance. Memory
+ * is fixed at creation.
  *
  * A store lookup races with a revocation: a reader may read a key just
  * before the revocation commits and insert it just after the revoker evicted
  * it. Each shard therefore counts evictions (gen); a lookup notes gen before
- * reading the store and caches its result only if gen has not moved.
+ * reading the store and caches its result only if gen has not moved. An
+ * eviction by HMAC cannot tell which shard the key's fingerprint picks, so
+ * it moves gen in every shard.
  *
  * The HMAC uses a precomputed libsodium state (the key's inner and outer
  * pads absorbed once), so hashing a key costs two SHA-256 blocks, not four.
- * That needs libsodium's streaming HMAC type, hence sodium.h here (as in
+ * That and SipHash need libsodium's own API, hence sodium.h here (as in
  * password.c); everything else goes through core/crypto.h.
  */
 #include "domain/apikeys.h"
@@ -91,7 +112,8 @@ static bool is_base62(char c) {
   return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
 
-enum apikey_format apikeys_check_format(struct slice key, bool *live) {
+/* The shape of a key: tag, length and characters (not the checksum). */
+static enum apikey_format check_shape(struct slice key, bool *live) {
   bool is_live;
   if (key.len >= APIKEY_TAG_LEN && memcmp(key.p, tag_live, APIKEY_TAG_LEN) == 0) {
     is_live = true;
@@ -105,12 +127,20 @@ enum apikey_format apikeys_check_format(struct slice key, bool *live) {
   for (size_t i = APIKEY_TAG_LEN; i < APIKEY_LEN; i++) {
     if (!is_base62(key.p[i])) return APIKEY_FORMAT_BAD_CHARS;
   }
+  return APIKEY_FORMAT_OK;
+}
+
+/* Whether a key of the right shape carries its checksum. */
+static bool checksum_ok(struct slice key) {
   char sum[APIKEY_CHECKSUM_LEN];
   apikeys_checksum(key.p, APIKEY_TAG_LEN + APIKEY_RANDOM_LEN, sum);
-  if (!crypto_equal(sum, key.p + APIKEY_TAG_LEN + APIKEY_RANDOM_LEN, APIKEY_CHECKSUM_LEN)) {
-    return APIKEY_FORMAT_BAD_CHECKSUM;
-  }
-  return APIKEY_FORMAT_OK;
+  return crypto_equal(sum, key.p + APIKEY_TAG_LEN + APIKEY_RANDOM_LEN, APIKEY_CHECKSUM_LEN);
+}
+
+enum apikey_format apikeys_check_format(struct slice key, bool *live) {
+  enum apikey_format f = check_shape(key, live);
+  if (f != APIKEY_FORMAT_OK) return f;
+  return checksum_ok(key) ? APIKEY_FORMAT_OK : APIKEY_FORMAT_BAD_CHECKSUM;
 }
 
 void apikeys_display_prefix(struct slice key, char out[16]) {
@@ -240,8 +270,9 @@ int apikeys_create(struct store_tx *tx, const struct org_scope *scope,
 
 /* --- the verifier ------------------------------------------------------------ */
 
-#define CACHE_SHARDS 16
-#define NIL          (-1)
+#define CACHE_SHARDS    16
+#define NIL             (-1)
+#define FINGERPRINT_LEN crypto_shorthash_siphashx24_BYTES /* 16 */
 
 enum slot_state {
   SLOT_FREE = 0,
@@ -261,8 +292,10 @@ struct org_snap {
 };
 
 struct slot {
-  uint8_t hash[APIKEY_HASH_LEN];
-  int32_t next; /* bucket chain */
+  uint8_t fingerprint[FINGERPRINT_LEN]; /* the cache key */
+  uint8_t hash[APIKEY_HASH_LEN];        /* the HMAC, for eviction by the store's hash */
+  int32_t next;                         /* fingerprint bucket chain */
+  int32_t hash_next;                    /* HMAC bucket chain */
   uint8_t state;
   bool referenced;
   uint8_t status;         /* SLOT_KEY: APIKEY_VALID, _REVOKED, _ORG_DELETED, _CREATOR_SUSPENDED */
@@ -275,8 +308,9 @@ struct slot {
 struct shard {
   pthread_mutex_t mu;
   struct slot *slots;
-  int32_t *buckets;
-  size_t nslots, nbuckets; /* nbuckets: a power of two */
+  int32_t *buckets;        /* by fingerprint */
+  int32_t *hash_buckets;   /* by HMAC */
+  size_t nslots, nbuckets; /* nbuckets (of each index): a power of two */
   size_t used;
   size_t hand;
   uint64_t gen; /* evictions by request (revocation) */
@@ -290,10 +324,11 @@ struct touch {
 
 struct apikeys_verifier {
   crypto_auth_hmacsha256_state mac_base;
+  uint8_t fingerprint_key[crypto_shorthash_siphashx24_KEYBYTES]; /* random, this process only */
   int64_t ttl_us, negative_ttl_us, touch_interval_us;
   struct shard shards[CACHE_SHARDS];
   size_t capacity;
-  atomic_uint_fast64_t hits, misses, evictions, touches_dropped;
+  atomic_uint_fast64_t hits, misses, evictions, touches_dropped, hmacs;
 
   pthread_mutex_t touch_mu;
   struct touch *touches;
@@ -304,6 +339,7 @@ struct apikeys_verifier {
 struct apikeys_verifier *apikeys_verifier_new(const struct apikeys_verifier_options *opt) {
   struct apikeys_verifier *v = xcalloc(1, sizeof(*v));
   crypto_auth_hmacsha256_init(&v->mac_base, opt->mac_key, APIKEY_MAC_KEY_LEN);
+  crypto_random(v->fingerprint_key, sizeof(v->fingerprint_key));
   v->ttl_us = opt->ttl_us > 0 ? opt->ttl_us : 60 * US_PER_SEC;
   v->negative_ttl_us = opt->negative_ttl_us > 0 ? opt->negative_ttl_us : 5 * US_PER_SEC;
   v->touch_interval_us = opt->touch_interval_us > 0 ? opt->touch_interval_us : US_PER_MIN;
@@ -319,7 +355,8 @@ struct apikeys_verifier *apikeys_verifier_new(const struct apikeys_verifier_opti
     sh->nbuckets = 1;
     while (sh->nbuckets < 2 * per) sh->nbuckets <<= 1;
     sh->buckets = xcalloc(sh->nbuckets, sizeof(*sh->buckets));
-    for (size_t b = 0; b < sh->nbuckets; b++) sh->buckets[b] = NIL;
+    sh->hash_buckets = xcalloc(sh->nbuckets, sizeof(*sh->hash_buckets));
+    for (size_t b = 0; b < sh->nbuckets; b++) sh->buckets[b] = sh->hash_buckets[b] = NIL;
   }
   v->touches_max = opt->touches_max ? opt->touches_max : APIKEY_TOUCHES_MAX;
   v->touches = xcalloc(v->touches_max, sizeof(*v->touches));
@@ -331,7 +368,7 @@ struct apikeys_verifier *apikeys_verifier_new(const struct apikeys_verifier_opti
 static void slot_clear(struct slot *s) {
   xfree(s->org.settings);
   memset(s, 0, sizeof(*s));
-  s->next = NIL;
+  s->next = s->hash_next = NIL;
 }
 
 void apikeys_verifier_free(struct apikeys_verifier *v) {
@@ -341,12 +378,14 @@ void apikeys_verifier_free(struct apikeys_verifier *v) {
     for (size_t j = 0; j < sh->nslots; j++) slot_clear(&sh->slots[j]);
     xfree(sh->slots);
     xfree(sh->buckets);
+    xfree(sh->hash_buckets);
     pthread_mutex_destroy(&sh->mu);
   }
   xfree(v->touches);
   pthread_mutex_destroy(&v->touch_mu);
   pthread_mutex_destroy(&v->flush_mu);
   crypto_wipe(&v->mac_base, sizeof(v->mac_base));
+  crypto_wipe(v->fingerprint_key, sizeof(v->fingerprint_key));
   xfree(v);
 }
 
@@ -358,31 +397,51 @@ void apikeys_verifier_hash(const struct apikeys_verifier *v, struct slice key,
   crypto_wipe(&st, sizeof(st));
 }
 
-static struct shard *shard_of(struct apikeys_verifier *v, const uint8_t *hash) {
-  return &v->shards[hash[0] % CACHE_SHARDS];
+/* The key's fingerprint: the cache key (see the top of the file). */
+static void fingerprint_of(const struct apikeys_verifier *v, struct slice key,
+                           uint8_t out[FINGERPRINT_LEN]) {
+  crypto_shorthash_siphashx24(out, (const unsigned char *)key.p, key.len, v->fingerprint_key);
 }
 
-static size_t bucket_of(const struct shard *sh, const uint8_t *hash) {
+static struct shard *shard_of(struct apikeys_verifier *v, const uint8_t *fingerprint) {
+  return &v->shards[fingerprint[0] % CACHE_SHARDS];
+}
+
+/* The bucket of a fingerprint or an HMAC: both are uniformly distributed,
+ * so any four bytes do (not the first, which picked the shard). */
+static size_t bucket_of(const struct shard *sh, const uint8_t *digest) {
   uint32_t h;
-  memcpy(&h, hash + 4, sizeof(h));
+  memcpy(&h, digest + 4, sizeof(h));
   return (size_t)h & (sh->nbuckets - 1);
 }
 
-/* The slot holding hash (constant-time comparison of each candidate), or
- * NIL. Shard locked. */
-static int32_t shard_find(const struct shard *sh, const uint8_t *hash) {
-  for (int32_t i = sh->buckets[bucket_of(sh, hash)]; i != NIL; i = sh->slots[i].next) {
+/* The slot holding fingerprint (constant-time comparison of each
+ * candidate), or NIL. Shard locked. */
+static int32_t shard_find(const struct shard *sh, const uint8_t *fingerprint) {
+  for (int32_t i = sh->buckets[bucket_of(sh, fingerprint)]; i != NIL; i = sh->slots[i].next) {
+    if (crypto_equal(sh->slots[i].fingerprint, fingerprint, FINGERPRINT_LEN)) return i;
+  }
+  return NIL;
+}
+
+/* The slot holding the key whose HMAC is hash, or NIL. Shard locked. */
+static int32_t shard_find_hash(const struct shard *sh, const uint8_t *hash) {
+  for (int32_t i = sh->hash_buckets[bucket_of(sh, hash)]; i != NIL; i = sh->slots[i].hash_next) {
     if (crypto_equal(sh->slots[i].hash, hash, APIKEY_HASH_LEN)) return i;
   }
   return NIL;
 }
 
-/* Unlinks slot i from its chain and frees it. Shard locked. */
+/* Unlinks slot i from both its chains and frees it. Shard locked. */
 static void shard_remove(struct shard *sh, int32_t i) {
-  int32_t *link = &sh->buckets[bucket_of(sh, sh->slots[i].hash)];
+  struct slot *s = &sh->slots[i];
+  int32_t *link = &sh->buckets[bucket_of(sh, s->fingerprint)];
   while (*link != NIL && *link != i) link = &sh->slots[*link].next;
-  if (*link == i) *link = sh->slots[i].next;
-  slot_clear(&sh->slots[i]);
+  if (*link == i) *link = s->next;
+  link = &sh->hash_buckets[bucket_of(sh, s->hash)];
+  while (*link != NIL && *link != i) link = &sh->slots[*link].hash_next;
+  if (*link == i) *link = s->hash_next;
+  slot_clear(s);
   sh->used--;
 }
 
@@ -461,13 +520,13 @@ static enum apikey_verdict slot_verdict(const struct slot *s, int64_t now_us) {
 }
 
 /*
- * Looks hash up (shard locked by the caller). Returns true with *verdict
- * set on a fresh hit (copying id/org out for positive entries).
+ * Looks fingerprint up (shard locked by the caller). Returns true with
+ * *verdict set on a fresh hit (copying id/org out for positive entries).
  */
-static bool cache_hit(struct apikeys_verifier *v, struct shard *sh, const uint8_t *hash,
+static bool cache_hit(struct apikeys_verifier *v, struct shard *sh, const uint8_t *fingerprint,
                       int64_t now_us, int64_t now_mono, struct apikey_identity *id, struct org *org,
                       enum apikey_verdict *verdict) {
-  int32_t i = shard_find(sh, hash);
+  int32_t i = shard_find(sh, fingerprint);
   if (i == NIL) return false;
   struct slot *s = &sh->slots[i];
   if (s->expires_mono <= now_mono) {
@@ -510,21 +569,23 @@ static void identity_from_row(struct apikey_identity *id, const struct apikey_ro
   id->expires_at = k->expires_at;
 }
 
-/* Caches a store result unless an eviction ran in the shard since gen0. */
-static void cache_put(struct apikeys_verifier *v, const uint8_t *hash, uint64_t gen0,
-                      const struct apikey_lookup *found, enum apikey_verdict status,
+/* Caches a store result under fingerprint (the key's HMAC is hash) unless
+ * an eviction ran in the shard since gen0. */
+static void cache_put(struct apikeys_verifier *v, const uint8_t *fingerprint, const uint8_t *hash,
+                      uint64_t gen0, const struct apikey_lookup *found, enum apikey_verdict status,
                       int64_t now_us) {
-  struct shard *sh = shard_of(v, hash);
+  struct shard *sh = shard_of(v, fingerprint);
   int64_t now_mono = time_mono_us();
   pthread_mutex_lock(&sh->mu);
   if (sh->gen != gen0) {
     pthread_mutex_unlock(&sh->mu);
     return;
   }
-  int32_t i = shard_find(sh, hash);
+  int32_t i = shard_find(sh, fingerprint);
   if (i != NIL) shard_remove(sh, i); /* a concurrent miss got there first */
   i = shard_take(v, sh, now_mono);
   struct slot *s = &sh->slots[i];
+  memcpy(s->fingerprint, fingerprint, FINGERPRINT_LEN);
   memcpy(s->hash, hash, APIKEY_HASH_LEN);
   s->referenced = false;
   if (!found) {
@@ -539,9 +600,12 @@ static void cache_put(struct apikeys_verifier *v, const uint8_t *hash, uint64_t 
     s->last_used_mark = found->key.last_used_at;
     if (status == APIKEY_VALID) maybe_touch(v, s, now_us);
   }
-  size_t b = bucket_of(sh, hash);
+  size_t b = bucket_of(sh, fingerprint);
   s->next = sh->buckets[b];
   sh->buckets[b] = i;
+  b = bucket_of(sh, hash);
+  s->hash_next = sh->hash_buckets[b];
+  sh->hash_buckets[b] = i;
   sh->used++;
   pthread_mutex_unlock(&sh->mu);
 }
@@ -551,35 +615,37 @@ enum apikey_verdict apikeys_verify(struct apikeys_verifier *v, struct store *sto
                                    struct org *org) {
   memset(id->prefix, 0, sizeof(id->prefix));
   apikeys_display_prefix(key, id->prefix);
-  switch (apikeys_check_format(key, NULL)) {
-    case APIKEY_FORMAT_OK:
-      break;
-    case APIKEY_FORMAT_BAD_CHECKSUM:
-      return APIKEY_BAD_CHECKSUM;
-    default:
-      return APIKEY_MALFORMED;
-  }
-  uint8_t hash[APIKEY_HASH_LEN];
-  apikeys_verifier_hash(v, key, hash);
+  if (check_shape(key, NULL) != APIKEY_FORMAT_OK) return APIKEY_MALFORMED;
+  uint8_t fingerprint[FINGERPRINT_LEN];
+  fingerprint_of(v, key, fingerprint);
 
-  struct shard *sh = shard_of(v, hash);
+  struct shard *sh = shard_of(v, fingerprint);
   enum apikey_verdict verdict;
   pthread_mutex_lock(&sh->mu);
-  bool hit = cache_hit(v, sh, hash, now_us, time_mono_us(), id, org, &verdict);
+  bool hit = cache_hit(v, sh, fingerprint, now_us, time_mono_us(), id, org, &verdict);
   uint64_t gen0 = sh->gen;
   pthread_mutex_unlock(&sh->mu);
   if (hit) {
     atomic_fetch_add(&v->hits, 1);
     return verdict;
   }
+  /* The checksum only on a miss: every cached entry, positive or negative,
+   * was put there after its key passed it, and a hit means the same key
+   * (fingerprints of distinct keys do not collide, see the top). */
+  if (!checksum_ok(key)) return APIKEY_BAD_CHECKSUM;
   if (!store) return APIKEY_MISS; /* counted when the store is asked */
   atomic_fetch_add(&v->misses, 1);
+
+  /* Only now the HMAC: the store is looked up by it. */
+  uint8_t hash[APIKEY_HASH_LEN];
+  apikeys_verifier_hash(v, key, hash);
+  atomic_fetch_add(&v->hmacs, 1);
 
   struct apikey_lookup *found = xmalloc(sizeof(*found));
   struct lookup_job job = {hash, found};
   int rc = store_read(store, lookup_tx, &job);
   if (rc == KEEL_ENOTFOUND) {
-    cache_put(v, hash, gen0, NULL, APIKEY_UNKNOWN, now_us);
+    cache_put(v, fingerprint, hash, gen0, NULL, APIKEY_UNKNOWN, now_us);
     xfree(found);
     return APIKEY_UNKNOWN;
   }
@@ -596,7 +662,7 @@ enum apikey_verdict apikeys_verify(struct apikeys_verifier *v, struct store *sto
   } else if (found->creator_suspended) {
     status = APIKEY_CREATOR_SUSPENDED;
   }
-  cache_put(v, hash, gen0, found, status, now_us);
+  cache_put(v, fingerprint, hash, gen0, found, status, now_us);
   identity_from_row(id, &found->key);
   verdict = status;
   if (status == APIKEY_VALID && found->key.expires_at && found->key.expires_at <= now_us) {
@@ -608,12 +674,17 @@ enum apikey_verdict apikeys_verify(struct apikeys_verifier *v, struct store *sto
 }
 
 void apikeys_verifier_evict(struct apikeys_verifier *v, const uint8_t hash[APIKEY_HASH_LEN]) {
-  struct shard *sh = shard_of(v, hash);
-  pthread_mutex_lock(&sh->mu);
-  sh->gen++;
-  int32_t i = shard_find(sh, hash);
-  if (i != NIL) shard_remove(sh, i);
-  pthread_mutex_unlock(&sh->mu);
+  /* The fingerprint (hence the shard) cannot be derived from the HMAC: every
+   * shard is searched, and every shard's gen moves, since a lookup in flight
+   * for this key may be in any of them. Revocations and changes are rare. */
+  for (size_t s = 0; s < CACHE_SHARDS; s++) {
+    struct shard *sh = &v->shards[s];
+    pthread_mutex_lock(&sh->mu);
+    sh->gen++;
+    int32_t i = shard_find_hash(sh, hash);
+    if (i != NIL) shard_remove(sh, i);
+    pthread_mutex_unlock(&sh->mu);
+  }
 }
 
 size_t apikeys_verifier_evict_org(struct apikeys_verifier *v, const char *org_id) {
@@ -646,6 +717,7 @@ void apikeys_verifier_stats(struct apikeys_verifier *v, struct apikeys_cache_sta
   out->misses = atomic_load(&v->misses);
   out->evictions = atomic_load(&v->evictions);
   out->touches_dropped = atomic_load(&v->touches_dropped);
+  out->hmacs = atomic_load(&v->hmacs);
 }
 
 /* --- last use -------------------------------------------------------------- */

@@ -19,13 +19,15 @@
  * Stored: HMAC-SHA-256(mac_key, key), with mac_key = HMAC-SHA-256(server
  * secret, "keel api key mac v1"), never the key.
  *
- * Verification (struct apikeys_verifier): format and checksum → HMAC →
- * a bounded cache keyed by the HMAC (positive entries live 60 s, negative
- * ones 5 s; CLOCK eviction; 16 shards, one mutex each) → the store. Cached
- * entries compare the whole HMAC in constant time. Expiry is checked on
- * every use against the caller's clock, so a cached key expires on time.
- * Revocation on this node evicts at once (apikeys_verifier_evict); other
- * nodes within the TTL.
+ * Verification (struct apikeys_verifier): the key's shape → its
+ * fingerprint (SipHash-2-4-128 under a random per-process key) → a bounded
+ * cache keyed by the fingerprint (positive entries live 60 s, negative ones
+ * 5 s; CLOCK eviction; 16 shards, one mutex each) → on a miss only, the
+ * checksum (every cached key passed it), the HMAC and the store. Cached
+ * entries compare the whole fingerprint in constant time; why a
+ * fingerprint hit is as safe as an HMAC hit is argued in apikeys.c. Expiry is checked on every use
+ * against the caller's clock, so a cached key expires on time. Revocation on this node evicts at
+ * once (apikeys_verifier_evict, by the HMAC the store holds); other nodes within the TTL.
  *
  * A key stops working when it is revoked, expired, its org is deleted, or
  * the user who created it is suspended (R-IAM-11: suspended users cannot use
@@ -187,14 +189,17 @@ void apikeys_verifier_free(struct apikeys_verifier *v);
 enum apikey_verdict apikeys_verify(struct apikeys_verifier *v, struct store *store,
                                    struct slice key, int64_t now_us, struct apikey_identity *id,
                                    struct org *org);
-/* Forgets a key by its HMAC (revocation, changes). Thread-safe. */
+/* Forgets a key by its HMAC (revocation, changes): visits every shard (the
+ * HMAC does not tell which one holds the key), for rare events.
+ * Thread-safe. */
 void apikeys_verifier_evict(struct apikeys_verifier *v, const uint8_t hash[APIKEY_HASH_LEN]);
 /* Forgets every cached key of an org (deleted, plan changed, a creator
  * suspended): a scan of the whole cache, for rare events. Returns how many
  * entries went. Thread-safe. */
 /* Evicts every cached key of org_id (NULL: of every org). */
 size_t apikeys_verifier_evict_org(struct apikeys_verifier *v, const char *org_id);
-/* The HMAC under the verifier's key (precomputed pads; thread-safe). */
+/* The HMAC under the verifier's key (precomputed pads; thread-safe).
+ * apikeys_verify computes it only on a cache miss, to ask the store. */
 void apikeys_verifier_hash(const struct apikeys_verifier *v, struct slice key,
                            uint8_t out[APIKEY_HASH_LEN]);
 
@@ -202,6 +207,7 @@ struct apikeys_cache_stats {
   size_t entries, capacity;
   uint64_t hits, misses, evictions;
   uint64_t touches_dropped; /* last-use records lost to a full buffer or a failed write */
+  uint64_t hmacs;           /* HMACs computed by apikeys_verify: one per store lookup */
 };
 void apikeys_verifier_stats(struct apikeys_verifier *v, struct apikeys_cache_stats *out);
 

@@ -134,10 +134,13 @@ int session_decode(struct slice token, const struct session_keys *k, int64_t now
   out->orgs_truncated = json_is_true(json_object_get(claims, "orgs_truncated"));
   json_decref(claims);
   if (rc) return -1;
-  if (now_s >= out->exp) return -1;
-  if (now_s >= out->auth_time + SESSION_ABSOLUTE_S) return -1;
-  if (out->iat > now_s + 300) return -1; /* issued in the future: clock abuse */
-  return 0;
+  return session_claims_current(out, now_s) ? 0 : -1;
+}
+
+bool session_claims_current(const struct session_claims *c, int64_t now_s) {
+  if (now_s >= c->exp) return false;
+  if (now_s >= c->auth_time + SESSION_ABSOLUTE_S) return false;
+  return c->iat <= now_s + 300; /* issued in the future: clock abuse */
 }
 
 void session_csrf_token(const struct session_keys *k, const char *sid,

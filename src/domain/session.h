@@ -74,6 +74,14 @@ int session_encode(const struct session_claims *c, const struct session_keys *k,
  */
 int session_decode(struct slice token, const struct session_keys *k, int64_t now_s,
                    struct session_claims *out);
+/*
+ * Whether claims that were once verified are still current at now_s: not
+ * expired (exp), not past the absolute cap (auth_time + SESSION_ABSOLUTE_S),
+ * not issued in the future (iat more than 5 minutes ahead: clock abuse).
+ * session_decode applies the same test; a cache of decoded tokens applies
+ * it on every use.
+ */
+bool session_claims_current(const struct session_claims *c, int64_t now_s);
 /* The CSRF token for a session id. */
 void session_csrf_token(const struct session_keys *k, const char *sid, char out[SESSION_CSRF_SIZE]);
 /* Constant-time check of a presented CSRF token. */

@@ -68,6 +68,17 @@ typedef int (*store_tx_fn)(struct store_tx *tx, void *arg);
 int store_read(struct store *s, store_tx_fn fn, void *arg);
 int store_write(struct store *s, store_tx_fn fn, void *arg);
 
+/*
+ * The write generation: a counter that moves on after every successful
+ * commit of a write by this process (store_write's group commits, nested
+ * writes, migrations). It moves before store_write returns, so a caller
+ * that noted it before reading and finds it unchanged afterwards knows no
+ * write of this process has committed since its read began. Writes by other
+ * processes on the same database do not move it. Starts at 1; never 0.
+ * Thread-safe, lock-free, never blocks: callable on an HTTP I/O thread.
+ */
+uint64_t store_write_generation(struct store *s);
+
 /* Writes waiting for the writer (for /metrics and backpressure). */
 size_t store_write_queue_depth(struct store *s);
 

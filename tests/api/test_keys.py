@@ -489,6 +489,30 @@ def test_whoami(server):
     assert_problem(org.owner.get(server.url + "/v1/whoami"), 401, "unauthorized")
 
 
+def test_whoami_escapes_and_lists(server):
+    """The whoami body is written by hand: strings that need escaping (quotes,
+    backslashes, control characters, UTF-8) at their longest, every scope, a
+    test key on the plan's own limit."""
+    org = new_org(server, plan="team")
+    # Set with SQL: the API refuses control characters in names, the store
+    # does not, and the response must stay valid JSON whatever it holds.
+    name = 'Q"\\ \u00e9\u2615' + "\x01" * 391
+    assert len(name.encode()) == 400
+    sql(server, "UPDATE orgs SET name = ? WHERE id = ?", name, org.id)
+    key = make_key(org, scopes=["admin", "ingest", "read"], live=False)
+    r = call_with_key(server, key["key"])
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "org": {"id": org.id, "slug": org.slug, "name": name, "plan": "team"},
+        "key": {"id": key["id"], "prefix": key["prefix"], "scopes": ["ingest", "read", "admin"],
+                "environment": "test", "live": False, "rate_limit_per_min": 50000},
+        "plan": {"id": "team", "name": "Team", "rate_per_min_key": 50000,
+                 "rate_per_min_org": 100000},
+    }
+    assert "\\u0001" in r.text
+    assert r.headers["RateLimit-Policy"] == '"key";q=50000;w=60, "org";q=100000;w=60'
+
+
 # --- last_used_at --------------------------------------------------------------------------
 
 

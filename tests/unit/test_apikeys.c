@@ -3,7 +3,9 @@
  * format and checksum, the MAC, creation with the plan's key limit, and the
  * verifier: cache hits and misses, negative entries, revocation by
  * eviction, expiry on a cache hit, deleted orgs and suspended creators,
- * bounded memory, TTLs, batched last_used_at writes, concurrent use.
+ * bounded memory, TTLs, batched last_used_at writes, concurrent use; the
+ * cache keyed by fingerprint (hits never confuse two keys, the HMAC only on
+ * a miss, eviction by HMAC from any shard).
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -490,6 +492,192 @@ static void test_revocation_needs_eviction_then_applies(void **state) {
   apikeys_verifier_free(v);
 }
 
+/* --- the cache keyed by fingerprint ------------------------------------------ */
+
+/* key with one random character changed and the checksum made right again:
+ * a well-formed key as close to key as keys get. */
+static void neighbour_key(const char *key, char out[APIKEY_MAX]) {
+  memcpy(out, key, APIKEY_LEN + 1);
+  char *c = &out[APIKEY_TAG_LEN + 5];
+  *c = *c == 'a' ? 'b' : 'a';
+  apikeys_checksum(out, APIKEY_TAG_LEN + APIKEY_RANDOM_LEN,
+                   out + APIKEY_TAG_LEN + APIKEY_RANDOM_LEN);
+}
+
+#define MANY_KEYS 48
+static struct apikey_created many_keys[MANY_KEYS];
+
+/* MANY_KEYS keys, alternately in orgs a and b. */
+static void create_many_keys(struct org_scope *a, struct org_scope *b) {
+  new_org("enterprise", a);
+  new_org("enterprise", b);
+  struct apikey_spec spec = basic_spec();
+  for (int i = 0; i < MANY_KEYS; i++) {
+    assert_int_equal(create_key(i % 2 ? b : a, &spec, &many_keys[i]), 0);
+  }
+}
+
+/* A cache hit (cache only) for key i: its own identity and org. */
+static void assert_hit_is_own(struct apikeys_verifier *v, int i, const struct org_scope *a,
+                              const struct org_scope *b) {
+  struct apikey_identity id;
+  struct org org;
+  assert_int_equal(apikeys_verify(v, NULL, S(many_keys[i].key), time_now_us(), &id, &org),
+                   APIKEY_VALID);
+  assert_string_equal(id.id, many_keys[i].id);
+  assert_string_equal(id.prefix, many_keys[i].prefix);
+  assert_string_equal(id.org_id, (i % 2 ? b : a)->org_id);
+  assert_string_equal(org.id, id.org_id);
+}
+
+/* Hits by fingerprint never confuse two keys: keys sharing shards, buckets
+ * and chains each find their own identity; a key one character away from a
+ * cached one, or never seen, misses, and its negative entry shadows nothing. */
+static void test_fingerprint_hits_never_confuse_keys(void **state) {
+  (void)state;
+  struct org_scope a, b;
+  create_many_keys(&a, &b);
+  struct apikey_identity id;
+  int64_t now = time_now_us();
+
+  /* 64 entries: four slots and eight buckets a shard, so keys share chains
+   * and some are evicted; whatever hits is the right key. */
+  struct apikeys_verifier *v = verifier(64, 0);
+  for (int i = 0; i < MANY_KEYS; i++) {
+    assert_int_equal(apikeys_verify(v, store, S(many_keys[i].key), now, &id, NULL), APIKEY_VALID);
+    assert_string_equal(id.id, many_keys[i].id);
+  }
+  int hits = 0;
+  for (int i = 0; i < MANY_KEYS; i++) {
+    enum apikey_verdict r = apikeys_verify(v, NULL, S(many_keys[i].key), now, &id, NULL);
+    assert_true(r == APIKEY_VALID || r == APIKEY_MISS);
+    if (r == APIKEY_VALID) {
+      assert_hit_is_own(v, i, &a, &b);
+      hits++;
+    }
+  }
+  assert_true(hits > 0);
+  apikeys_verifier_free(v);
+
+  /* Room for all: every key hits, as itself. */
+  v = verifier(1024, 0);
+  for (int i = 0; i < MANY_KEYS; i++) {
+    assert_int_equal(apikeys_verify(v, store, S(many_keys[i].key), now, &id, NULL), APIKEY_VALID);
+  }
+  for (int i = 0; i < MANY_KEYS; i++) assert_hit_is_own(v, i, &a, &b);
+  char near[APIKEY_MAX];
+  for (int i = 0; i < MANY_KEYS; i++) {
+    neighbour_key(many_keys[i].key, near);
+    assert_int_equal(apikeys_check_format(S(near), NULL), APIKEY_FORMAT_OK);
+    assert_int_equal(apikeys_verify(v, NULL, S(near), now, &id, NULL), APIKEY_MISS);
+    assert_int_equal(apikeys_verify(v, store, S(near), now, &id, NULL), APIKEY_UNKNOWN);
+    assert_int_equal(apikeys_verify(v, NULL, S(near), now, &id, NULL), APIKEY_UNKNOWN);
+    assert_hit_is_own(v, i, &a, &b);
+  }
+  /* A wrong checksum is refused even though the rest of the key is cached. */
+  memcpy(near, many_keys[0].key, APIKEY_LEN + 1);
+  near[APIKEY_LEN - 1] = near[APIKEY_LEN - 1] == '0' ? '1' : '0';
+  assert_int_equal(apikeys_verify(v, NULL, S(near), now, &id, NULL), APIKEY_BAD_CHECKSUM);
+  assert_int_equal(apikeys_verify(v, store, S(near), now, &id, NULL), APIKEY_BAD_CHECKSUM);
+  struct apikeys_cache_stats st;
+  apikeys_verifier_stats(v, &st);
+  assert_int_equal(st.entries, 2 * MANY_KEYS);
+  apikeys_verifier_free(v);
+}
+
+/* The HMAC is computed only when the store is asked, once per miss; the
+ * cache it fills answers every later use without it. */
+static void test_hmac_only_on_a_miss(void **state) {
+  (void)state;
+  struct org_scope scope;
+  new_org("pro", &scope);
+  struct apikey_spec spec = basic_spec();
+  struct apikey_created out;
+  assert_int_equal(create_key(&scope, &spec, &out), 0);
+  struct apikeys_verifier *v = verifier(1024, 0);
+  struct apikey_identity id;
+  struct apikeys_cache_stats st;
+  int64_t now = time_now_us();
+
+  assert_int_equal(apikeys_verify(v, NULL, S(out.key), now, &id, NULL), APIKEY_MISS);
+  apikeys_verifier_stats(v, &st);
+  assert_int_equal(st.hmacs, 0); /* cache only: no HMAC */
+  assert_int_equal(apikeys_verify(v, store, S(out.key), now, &id, NULL), APIKEY_VALID);
+  apikeys_verifier_stats(v, &st);
+  assert_int_equal(st.hmacs, 1);
+  assert_int_equal(st.misses, 1);
+  assert_int_equal(st.entries, 1);
+  for (int i = 0; i < 100; i++) {
+    assert_int_equal(apikeys_verify(v, store, S(out.key), now, &id, NULL), APIKEY_VALID);
+    assert_string_equal(id.id, out.id);
+  }
+  apikeys_verifier_stats(v, &st);
+  assert_int_equal(st.hmacs, 1);
+  assert_int_equal(st.hits, 100);
+
+  /* An unknown key: one HMAC for the store, then the negative entry. */
+  char unknown[APIKEY_MAX];
+  apikeys_generate(true, unknown);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(apikeys_verify(v, store, S(unknown), now, &id, NULL), APIKEY_UNKNOWN);
+  }
+  apikeys_verifier_stats(v, &st);
+  assert_int_equal(st.hmacs, 2);
+  assert_int_equal(st.entries, 2);
+  /* Refused by shape or checksum: no HMAC. */
+  char bad[APIKEY_MAX];
+  memcpy(bad, out.key, APIKEY_LEN + 1);
+  bad[APIKEY_LEN - 1] = bad[APIKEY_LEN - 1] == '0' ? '1' : '0';
+  assert_int_equal(apikeys_verify(v, store, S(bad), now, &id, NULL), APIKEY_BAD_CHECKSUM);
+  assert_int_equal(apikeys_verify(v, store, S("kl_live_short"), now, &id, NULL), APIKEY_MALFORMED);
+  apikeys_verifier_stats(v, &st);
+  assert_int_equal(st.hmacs, 2);
+
+  /* Evicted by its HMAC (as a revocation does): the next use pays one more. */
+  apikeys_verifier_evict(v, out.row.key_hash);
+  apikeys_verifier_stats(v, &st);
+  assert_int_equal(st.entries, 1);
+  assert_int_equal(apikeys_verify(v, store, S(out.key), now, &id, NULL), APIKEY_VALID);
+  assert_int_equal(apikeys_verify(v, store, S(out.key), now, &id, NULL), APIKEY_VALID);
+  apikeys_verifier_stats(v, &st);
+  assert_int_equal(st.hmacs, 3);
+  apikeys_verifier_free(v);
+}
+
+/* Eviction comes with the HMAC the store holds, which does not tell the
+ * fingerprint's shard: it finds the entry wherever it is, positive or
+ * negative, and leaves the others alone. */
+static void test_evict_by_hmac_from_any_shard(void **state) {
+  (void)state;
+  struct org_scope a, b;
+  create_many_keys(&a, &b);
+  struct apikeys_verifier *v = verifier(1024, 0);
+  struct apikey_identity id;
+  int64_t now = time_now_us();
+  for (int i = 0; i < MANY_KEYS; i++) {
+    assert_int_equal(apikeys_verify(v, store, S(many_keys[i].key), now, &id, NULL), APIKEY_VALID);
+  }
+  for (int i = 0; i < MANY_KEYS; i++) {
+    apikeys_verifier_evict(v, many_keys[i].row.key_hash);
+    assert_int_equal(apikeys_verify(v, NULL, S(many_keys[i].key), now, &id, NULL), APIKEY_MISS);
+    if (i + 1 < MANY_KEYS) assert_hit_is_own(v, i + 1, &a, &b);
+    struct apikeys_cache_stats st;
+    apikeys_verifier_stats(v, &st);
+    assert_int_equal(st.entries, (size_t)(MANY_KEYS - 1 - i));
+  }
+  /* A negative entry goes by the HMAC of its key (a key created with that
+   * text would be evicted so). */
+  char unknown[APIKEY_MAX];
+  apikeys_generate(false, unknown);
+  assert_int_equal(apikeys_verify(v, store, S(unknown), now, &id, NULL), APIKEY_UNKNOWN);
+  assert_int_equal(apikeys_verify(v, NULL, S(unknown), now, &id, NULL), APIKEY_UNKNOWN);
+  uint8_t h[APIKEY_HASH_LEN];
+  apikeys_hash(mac_key, S(unknown), h);
+  apikeys_verifier_evict(v, h);
+  assert_int_equal(apikeys_verify(v, NULL, S(unknown), now, &id, NULL), APIKEY_MISS);
+  apikeys_verifier_free(v);
+}
+
 /* Expiry is judged on every use, cache hit or not. */
 static void test_expiry_on_a_cache_hit(void **state) {
   (void)state;
@@ -774,6 +962,9 @@ int main(void) {
       cmocka_unit_test(test_plan_key_limits),
       cmocka_unit_test(test_verify_cache_hits_and_misses),
       cmocka_unit_test(test_revocation_needs_eviction_then_applies),
+      cmocka_unit_test(test_fingerprint_hits_never_confuse_keys),
+      cmocka_unit_test(test_hmac_only_on_a_miss),
+      cmocka_unit_test(test_evict_by_hmac_from_any_shard),
       cmocka_unit_test(test_expiry_on_a_cache_hit),
       cmocka_unit_test(test_deleted_org_and_suspended_creator),
       cmocka_unit_test(test_evict_org),

@@ -210,6 +210,31 @@ static void test_json_escape(void **state) {
   }
 }
 
+/* buf_json_escape_into writes what buf_append_json_escaped appends, within
+ * BUF_JSON_ESCAPED_MAX. */
+static void test_json_escape_into_an_array(void **state) {
+  (void)state;
+  static const struct escape_case cases[] = {
+      ESC("", ""),
+      ESC("plain text", "plain text"),
+      ESC("say \"hi\" \\ \n", "say \\\"hi\\\" \\\\ \\n"),
+      ESC("\x01\x1f\0", "\\u0001\\u001f\\u0000"),
+      ESC("caf\xc3\xa9", "caf\xc3\xa9"),
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char out[BUF_JSON_ESCAPED_MAX(16) + 1];
+    memset(out, '#', sizeof(out));
+    size_t n = buf_json_escape_into(out, cases[i].in, cases[i].in_len);
+    assert_int_equal(n, strlen(cases[i].out));
+    assert_true(n <= BUF_JSON_ESCAPED_MAX(cases[i].in_len));
+    assert_memory_equal(out, cases[i].out, n);
+    assert_int_equal(out[n], '#'); /* nothing past what it returned */
+  }
+  /* The bound is reached: every byte a \u00XX escape. */
+  char out[BUF_JSON_ESCAPED_MAX(4)];
+  assert_int_equal(buf_json_escape_into(out, "\x01\x02\x03\x04", 4), BUF_JSON_ESCAPED_MAX(4));
+}
+
 static void test_json_escape_all_or_nothing(void **state) {
   (void)state;
   /* "\n" becomes 2 bytes: 3 newlines need 6, max allows 5 → refused whole. */
@@ -263,6 +288,7 @@ int main(void) {
       cmocka_unit_test(test_reset),
       cmocka_unit_test(test_printf),
       cmocka_unit_test(test_json_escape),
+      cmocka_unit_test(test_json_escape_into_an_array),
       cmocka_unit_test(test_json_escape_all_or_nothing),
       cmocka_unit_test(test_steal),
   };

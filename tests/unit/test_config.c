@@ -77,6 +77,7 @@ static const struct {
     {"sqlite.cache_kib", CONFIG_INT, "16384", 256, 4194304},
     {"secret", CONFIG_STRING, "", 0, 0},
     {"plans.file", CONFIG_STRING, "", 0, 0},
+    {"prices.file", CONFIG_STRING, "", 0, 0},
     {"http.allowed_origins", CONFIG_STRING, "", 0, 0},
     {"auth.login_per_ip_per_min", CONFIG_INT, "30", 1, 100000},
 };

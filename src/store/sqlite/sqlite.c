@@ -83,6 +83,8 @@ struct store {
   struct conn *readers;
 
   atomic_uint fail_writes;
+  /* store_write_generation: bumped after every successful commit. */
+  atomic_uint_fast64_t write_generation;
 };
 
 static __thread bool on_writer_thread;
@@ -336,6 +338,14 @@ static int run_job(struct store *s, struct write_job *j) {
   return rc;
 }
 
+static void write_generation_bump(struct store *s) {
+  atomic_fetch_add_explicit(&s->write_generation, 1, memory_order_release);
+}
+
+uint64_t store_write_generation(struct store *s) {
+  return atomic_load_explicit(&s->write_generation, memory_order_acquire);
+}
+
 static void write_batch(struct store *s, struct write_job *batch) {
   struct conn *w = s->writer;
   int rc = conn_exec(w, "BEGIN IMMEDIATE");
@@ -349,6 +359,9 @@ static void write_batch(struct store *s, struct write_job *batch) {
     rc = conn_exec(w, "COMMIT");
     if (rc) conn_exec(w, "ROLLBACK");
   }
+  /* Before any job of the batch is told it is done (writer_main), so its
+   * caller's next request already sees the new generation. */
+  if (rc == 0) write_generation_bump(s);
   if (rc) {
     for (struct write_job *j = batch; j; j = j->next) {
       if (j->rc == 0) j->rc = KEEL_ESTORE;
@@ -389,10 +402,13 @@ static void *writer_main(void *arg) {
 
 int store_write(struct store *s, store_tx_fn fn, void *arg) {
   if (on_writer_thread) {
-    /* Nested write from inside a write job: already in the transaction. */
+    /* Nested write from inside a write job: already in the transaction,
+     * whose commit moves the generation on (write_batch). Moving it here as
+     * well costs nothing and keeps "every write moves it" true locally. */
     struct store_tx tx = {.s = s, .conn = s->writer};
     int rc = fn(&tx, arg);
     tx_release(&tx);
+    if (rc == 0) write_generation_bump(s);
     return rc;
   }
   struct write_job job = {.fn = fn, .arg = arg};
@@ -498,6 +514,7 @@ static int apply_migrations(struct store *s, struct conn *c, int *applied, char 
     conn_exec(c, "ROLLBACK");
     return KEEL_ESTORE;
   }
+  write_generation_bump(s); /* a direct write on its own connection */
   if (applied) *applied = n;
   if (n > 0) log_info("store.migrated", LI("applied", n), LI("version", s->latest_version));
   return 0;
@@ -580,6 +597,7 @@ int store_open(const struct store_options *opt, struct store **out, char *err, s
    * live as long as the store. */
   pthread_key_create(&s->reader_key, NULL);
   atomic_init(&s->fail_writes, 0);
+  atomic_init(&s->write_generation, 1);
 
   int rc = 0;
   if (opt->migrate_on_open) {
