@@ -14,20 +14,6 @@
 #include "core/time.h"
 #include "store/db.h"
 
-/* Copies a text column into dst[n]; a value that does not fit is cut at a
- * UTF-8 character boundary, never inside a character (the result is put in
- * JSON, which refuses broken UTF-8). */
-static void copy_col(struct db_stmt *st, int col, char *dst, size_t n) {
-  const char *s = db_col_text(st, col);
-  size_t len = s ? strlen(s) : 0;
-  if (len >= n) {
-    len = n - 1;
-    while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80) len--;
-  }
-  if (len) memcpy(dst, s, len);
-  dst[len] = '\0';
-}
-
 /* "%q%" with \, % and _ escaped by '\'. out holds 2*STORE_ADMIN_QUERY_MAX+3
  * bytes. Returns 0, 1 when q is empty (no filter), or KEEL_EINVAL. */
 #define LIKE_PATTERN_SIZE (2 * STORE_ADMIN_QUERY_MAX + 3)
@@ -87,11 +73,11 @@ int store_admin_user_count(struct store_tx *tx, int64_t *out) {
 
 static void admin_org_from(struct db_stmt *st, struct admin_org *o) {
   memset(o, 0, sizeof(*o));
-  copy_col(st, 0, o->id, sizeof(o->id));
-  copy_col(st, 1, o->name, sizeof(o->name));
-  copy_col(st, 2, o->slug, sizeof(o->slug));
-  copy_col(st, 3, o->plan, sizeof(o->plan));
-  copy_col(st, 4, o->billing_status, sizeof(o->billing_status));
+  db_col_copy(st, 0, o->id, sizeof(o->id));
+  db_col_copy(st, 1, o->name, sizeof(o->name));
+  db_col_copy(st, 2, o->slug, sizeof(o->slug));
+  db_col_copy(st, 3, o->plan, sizeof(o->plan));
+  db_col_copy(st, 4, o->billing_status, sizeof(o->billing_status));
   o->members = db_col_i64(st, 5);
   o->created_at = db_col_i64(st, 6);
   o->deleted = db_col_i64(st, 7) != 0;
@@ -155,9 +141,9 @@ int store_admin_org_set_plan(struct store_tx *tx, const struct org_scope *scope,
 
 static void admin_user_from(struct db_stmt *st, struct admin_user *u) {
   memset(u, 0, sizeof(*u));
-  copy_col(st, 0, u->id, sizeof(u->id));
-  copy_col(st, 1, u->email, sizeof(u->email));
-  copy_col(st, 2, u->name, sizeof(u->name));
+  db_col_copy(st, 0, u->id, sizeof(u->id));
+  db_col_copy(st, 1, u->email, sizeof(u->email));
+  db_col_copy(st, 2, u->name, sizeof(u->name));
   u->verified = db_col_i64(st, 3) != 0;
   u->platform_admin = db_col_i64(st, 4) != 0;
   u->suspended = db_col_i64(st, 5) != 0;

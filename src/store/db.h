@@ -49,6 +49,10 @@ int64_t db_col_i64(struct db_stmt *st, int col);
 const void *db_col_blob(struct db_stmt *st, int col);
 bool db_col_is_null(struct db_stmt *st, int col);
 void db_reset(struct db_stmt *st);
+/* Copies a text column into dst[n] (NUL-terminated; "" for SQL NULL), cut at
+ * a UTF-8 character boundary when it does not fit (the result often ends up
+ * in JSON, which refuses broken UTF-8). Backend-neutral (db_util.c). */
+void db_col_copy(struct db_stmt *st, int col, char *dst, size_t n);
 /* Runs a statement that returns no rows, binding nothing. */
 int db_exec(struct store_tx *tx, const char *sql);
 /* Rows changed by the last INSERT/UPDATE/DELETE on this transaction. */

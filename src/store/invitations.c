@@ -23,19 +23,14 @@
 /* Open: neither accepted nor revoked (it may have expired). */
 #define INV_OPEN "i.accepted_at IS NULL AND i.revoked_at IS NULL"
 
-static void copy_col(struct db_stmt *st, int col, char *dst, size_t n) {
-  const char *s = db_col_text(st, col);
-  snprintf(dst, n, "%s", s ? s : "");
-}
-
 static void inv_from(struct db_stmt *st, struct invitation *inv) {
   memset(inv, 0, sizeof(*inv));
-  copy_col(st, 0, inv->id, sizeof(inv->id));
-  copy_col(st, 1, inv->org_id, sizeof(inv->org_id));
-  copy_col(st, 2, inv->email, sizeof(inv->email));
-  copy_col(st, 3, inv->email_norm, sizeof(inv->email_norm));
+  db_col_copy(st, 0, inv->id, sizeof(inv->id));
+  db_col_copy(st, 1, inv->org_id, sizeof(inv->org_id));
+  db_col_copy(st, 2, inv->email, sizeof(inv->email));
+  db_col_copy(st, 3, inv->email_norm, sizeof(inv->email_norm));
   inv->role = rbac_role_parse(db_col_text(st, 4));
-  copy_col(st, 5, inv->invited_by, sizeof(inv->invited_by));
+  db_col_copy(st, 5, inv->invited_by, sizeof(inv->invited_by));
   inv->created_at = db_col_i64(st, 6);
   inv->expires_at = db_col_i64(st, 7);
   inv->accepted_at = db_col_i64(st, 8);

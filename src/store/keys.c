@@ -15,25 +15,20 @@
   " k.rate_limit_per_min"
 #define KEY_NCOLS 14
 
-static void copy_col(struct db_stmt *st, int col, char *dst, size_t n) {
-  const char *s = db_col_text(st, col);
-  snprintf(dst, n, "%s", s ? s : "");
-}
-
 static int64_t opt_i64(struct db_stmt *st, int col) {
   return db_col_is_null(st, col) ? 0 : db_col_i64(st, col);
 }
 
 static int key_from(struct db_stmt *st, struct apikey_row *k) {
   memset(k, 0, sizeof(*k));
-  copy_col(st, 0, k->org_id, sizeof(k->org_id));
-  copy_col(st, 1, k->id, sizeof(k->id));
-  copy_col(st, 2, k->name, sizeof(k->name));
-  copy_col(st, 3, k->env, sizeof(k->env));
+  db_col_copy(st, 0, k->org_id, sizeof(k->org_id));
+  db_col_copy(st, 1, k->id, sizeof(k->id));
+  db_col_copy(st, 2, k->name, sizeof(k->name));
+  db_col_copy(st, 3, k->env, sizeof(k->env));
   k->live = db_col_i64(st, 4) != 0;
   k->scopes = (unsigned)db_col_i64(st, 5);
-  copy_col(st, 6, k->prefix, sizeof(k->prefix));
-  copy_col(st, 7, k->created_by, sizeof(k->created_by));
+  db_col_copy(st, 6, k->prefix, sizeof(k->prefix));
+  db_col_copy(st, 7, k->created_by, sizeof(k->created_by));
   if (db_col_len(st, 8) != APIKEY_HASH_LEN) return KEEL_ESTORE;
   memcpy(k->key_hash, db_col_blob(st, 8), APIKEY_HASH_LEN);
   k->created_at = db_col_i64(st, 9);
@@ -197,11 +192,11 @@ int store_apikey_by_hash(struct store_tx *tx, const uint8_t hash[APIKEY_HASH_LEN
   if ((rc = key_from(st, &out->key)) != 0) return rc;
   struct org *o = &out->org;
   memcpy(o->id, out->key.org_id, sizeof(o->id));
-  copy_col(st, KEY_NCOLS + 0, o->slug, sizeof(o->slug));
-  copy_col(st, KEY_NCOLS + 1, o->name, sizeof(o->name));
-  copy_col(st, KEY_NCOLS + 2, o->plan, sizeof(o->plan));
-  copy_col(st, KEY_NCOLS + 3, o->billing_status, sizeof(o->billing_status));
-  copy_col(st, KEY_NCOLS + 4, o->settings, sizeof(o->settings));
+  db_col_copy(st, KEY_NCOLS + 0, o->slug, sizeof(o->slug));
+  db_col_copy(st, KEY_NCOLS + 1, o->name, sizeof(o->name));
+  db_col_copy(st, KEY_NCOLS + 2, o->plan, sizeof(o->plan));
+  db_col_copy(st, KEY_NCOLS + 3, o->billing_status, sizeof(o->billing_status));
+  db_col_copy(st, KEY_NCOLS + 4, o->settings, sizeof(o->settings));
   o->created_at = db_col_i64(st, KEY_NCOLS + 5);
   o->updated_at = db_col_i64(st, KEY_NCOLS + 6);
   out->org_deleted = db_col_i64(st, KEY_NCOLS + 7) != 0;
@@ -217,6 +212,6 @@ int store_apikey_org_resolve(struct store_tx *tx, const char *ref, struct org_sc
   int rc = db_step(st);
   if (rc == DB_DONE) return KEEL_ENOTFOUND;
   if (rc != DB_ROW) return rc < 0 ? rc : KEEL_ESTORE;
-  copy_col(st, 0, out->org_id, sizeof(out->org_id));
+  db_col_copy(st, 0, out->org_id, sizeof(out->org_id));
   return 0;
 }

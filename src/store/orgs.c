@@ -17,19 +17,14 @@
   "o.id, o.name, o.slug, o.plan, o.billing_status, o.settings, @us(o.created_at)," \
   " @us(o.updated_at)"
 
-static void copy_col(struct db_stmt *st, int col, char *dst, size_t n) {
-  const char *s = db_col_text(st, col);
-  snprintf(dst, n, "%s", s ? s : "");
-}
-
 static void org_from(struct db_stmt *st, struct org *o) {
   memset(o, 0, sizeof(*o));
-  copy_col(st, 0, o->id, sizeof(o->id));
-  copy_col(st, 1, o->name, sizeof(o->name));
-  copy_col(st, 2, o->slug, sizeof(o->slug));
-  copy_col(st, 3, o->plan, sizeof(o->plan));
-  copy_col(st, 4, o->billing_status, sizeof(o->billing_status));
-  copy_col(st, 5, o->settings, sizeof(o->settings));
+  db_col_copy(st, 0, o->id, sizeof(o->id));
+  db_col_copy(st, 1, o->name, sizeof(o->name));
+  db_col_copy(st, 2, o->slug, sizeof(o->slug));
+  db_col_copy(st, 3, o->plan, sizeof(o->plan));
+  db_col_copy(st, 4, o->billing_status, sizeof(o->billing_status));
+  db_col_copy(st, 5, o->settings, sizeof(o->settings));
   o->created_at = db_col_i64(st, 6);
   o->updated_at = db_col_i64(st, 7);
 }
@@ -260,9 +255,9 @@ int store_member_delete(struct store_tx *tx, const struct org_scope *scope, cons
 
 static void member_from(struct db_stmt *st, struct member_row *row) {
   memset(row, 0, sizeof(*row));
-  copy_col(st, 0, row->user_id, sizeof(row->user_id));
-  copy_col(st, 1, row->email, sizeof(row->email));
-  copy_col(st, 2, row->name, sizeof(row->name));
+  db_col_copy(st, 0, row->user_id, sizeof(row->user_id));
+  db_col_copy(st, 1, row->email, sizeof(row->email));
+  db_col_copy(st, 2, row->name, sizeof(row->name));
   row->role = rbac_role_parse(db_col_text(st, 3));
   row->joined_at = db_col_i64(st, 4);
 }

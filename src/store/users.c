@@ -16,17 +16,12 @@
   "id, email, name, coalesce(password_hash, ''), verified, platform_admin, suspended," \
   " session_version, @us(created_at), @us(updated_at)"
 
-static void copy_col(struct db_stmt *st, int col, char *dst, size_t n) {
-  const char *s = db_col_text(st, col);
-  snprintf(dst, n, "%s", s ? s : "");
-}
-
 static void user_from(struct db_stmt *st, struct user *u) {
   memset(u, 0, sizeof(*u));
-  copy_col(st, 0, u->id, sizeof(u->id));
-  copy_col(st, 1, u->email, sizeof(u->email));
-  copy_col(st, 2, u->name, sizeof(u->name));
-  copy_col(st, 3, u->password_hash, sizeof(u->password_hash));
+  db_col_copy(st, 0, u->id, sizeof(u->id));
+  db_col_copy(st, 1, u->email, sizeof(u->email));
+  db_col_copy(st, 2, u->name, sizeof(u->name));
+  db_col_copy(st, 3, u->password_hash, sizeof(u->password_hash));
   u->verified = db_col_i64(st, 4) != 0;
   u->platform_admin = db_col_i64(st, 5) != 0;
   u->suspended = db_col_i64(st, 6) != 0;
@@ -168,7 +163,7 @@ int store_user_token_find(struct store_tx *tx, const uint8_t hash[SHA256_LEN], c
   int rc = db_step(st);
   if (rc == DB_DONE) return KEEL_ENOTFOUND;
   if (rc != DB_ROW) return rc < 0 ? rc : KEEL_ESTORE;
-  copy_col(st, 0, user_id, ID_STR_SIZE);
+  db_col_copy(st, 0, user_id, ID_STR_SIZE);
   db_reset(st);
   return consume ? token_mark_used(tx, hash, now_us) : 0;
 }
@@ -277,10 +272,10 @@ int store_user_orgs(struct store_tx *tx, const char *user_id, int64_t limit, sto
     if (rc == DB_DONE) return 0;
     if (rc != DB_ROW) return rc < 0 ? rc : KEEL_ESTORE;
     struct user_org o;
-    copy_col(st, 0, o.id, sizeof(o.id));
-    copy_col(st, 1, o.name, sizeof(o.name));
-    copy_col(st, 2, o.slug, sizeof(o.slug));
-    copy_col(st, 3, o.role, sizeof(o.role));
+    db_col_copy(st, 0, o.id, sizeof(o.id));
+    db_col_copy(st, 1, o.name, sizeof(o.name));
+    db_col_copy(st, 2, o.slug, sizeof(o.slug));
+    db_col_copy(st, 3, o.role, sizeof(o.role));
     rc = fn(arg, &o);
     if (rc) return rc;
   }
@@ -301,6 +296,6 @@ int store_user_invitation_email(struct store_tx *tx, const uint8_t hash[SHA256_L
   int rc = db_step(st);
   if (rc == DB_DONE) return KEEL_ENOTFOUND;
   if (rc != DB_ROW) return rc < 0 ? rc : KEEL_ESTORE;
-  copy_col(st, 0, email_norm, 256);
+  db_col_copy(st, 0, email_norm, 256);
   return 0;
 }
