@@ -27,12 +27,6 @@ static const char common_flags_help[] =
     "  --set NAME=VALUE    set any configuration setting (repeatable)\n"
     "  -h, --help          show this help\n";
 
-enum { OPT_LISTEN = 1000, OPT_DATA_DIR, OPT_STORE, OPT_CONFIG, OPT_DEV, OPT_SET, OPT_HELP = 'h' };
-
-static void print_usage(FILE *f, const struct command *c) {
-  fprintf(f, "Usage: keel %s\n\n%s\n\n%s", c->usage, c->summary, common_flags_help);
-}
-
 void cli_print_usage(const struct command *c, const char *extra_flags_help) {
   printf("Usage: keel %s\n\n%s\n\n%s%s", c->usage, c->summary,
          extra_flags_help ? extra_flags_help : "", common_flags_help);
@@ -61,6 +55,56 @@ int cli_common_flag(int opt, const char *arg, struct app_flags *flags) {
   }
 }
 
+int cli_parse(const struct command *c, const char *flags_help, int argc, char **argv,
+              const struct cli_flag *flags, size_t n, const char **positional,
+              size_t max_positional, struct app_flags *common) {
+  static const struct option common_opts[] = {CLI_COMMON_OPTIONS};
+  const size_t ncommon = sizeof(common_opts) / sizeof(common_opts[0]);
+  struct option opts[CLI_FLAGS_MAX + sizeof(common_opts) / sizeof(common_opts[0]) + 1];
+  if (n > CLI_FLAGS_MAX) n = CLI_FLAGS_MAX;
+  for (size_t i = 0; i < n; i++) {
+    opts[i] = (struct option){flags[i].name, flags[i].value ? required_argument : no_argument, NULL,
+                              CLI_OPT_FIRST_FREE + (int)i};
+  }
+  memcpy(&opts[n], common_opts, sizeof(common_opts));
+  memset(&opts[n + ncommon], 0, sizeof(opts[0]));
+  memset(common, 0, sizeof(*common));
+  for (size_t i = 0; i < max_positional; i++) positional[i] = NULL;
+  optind = 1;
+  opterr = 0;
+  int o;
+  while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    int rc = cli_common_flag(o, optarg, common);
+    if (rc == EXIT_USAGE) return rc;
+    if (rc == 1) continue;
+    if (o == 'h') {
+      cli_print_usage(c, flags_help);
+      return -1;
+    }
+    if (o >= CLI_OPT_FIRST_FREE && o < CLI_OPT_FIRST_FREE + (int)n) {
+      const struct cli_flag *f = &flags[o - CLI_OPT_FIRST_FREE];
+      if (f->value) *f->value = optarg;
+      if (f->on) *f->on = true;
+      continue;
+    }
+    if (o == ':') {
+      fprintf(stderr, "keel %s: flag '%s' needs a value\n", c->name, argv[optind - 1]);
+    } else {
+      fprintf(stderr, "keel %s: unknown flag '%s' (see keel %s --help)\n", c->name,
+              argv[optind - 1], c->name);
+    }
+    return EXIT_USAGE;
+  }
+  for (size_t i = 0; optind < argc; i++, optind++) {
+    if (i == max_positional) {
+      fprintf(stderr, "keel %s: unexpected argument '%s'\n", c->name, argv[optind]);
+      return EXIT_USAGE;
+    }
+    positional[i] = argv[optind];
+  }
+  return 0;
+}
+
 int cli_open_store(const struct app_flags *flags, char **envp, struct config *cfg,
                    struct store **store) {
   *store = NULL;
@@ -81,77 +125,15 @@ void cli_close_store(struct config *cfg, struct store *store) {
   config_free(cfg);
 }
 
-/*
- * Parses the common flags (and --listen/--dev when allow_serve). Returns 0,
- * 1 when --help was printed, or EXIT_USAGE after printing the problem.
- * Positional arguments are left in argv[optind..].
- */
+/* Flags of serve and migrate: the common ones, plus --listen and --dev for
+ * serve. Returns 0, -1 after --help, or EXIT_USAGE. */
 static int parse_common(const struct command *c, int argc, char **argv, bool allow_serve,
                         struct app_flags *flags) {
-  static const struct option opts[] = {
-      {"listen", required_argument, NULL, OPT_LISTEN},
-      {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-      {"store", required_argument, NULL, OPT_STORE},
-      {"config", required_argument, NULL, OPT_CONFIG},
-      {"dev", no_argument, NULL, OPT_DEV},
-      {"set", required_argument, NULL, OPT_SET},
-      {"help", no_argument, NULL, OPT_HELP},
-      {NULL, 0, NULL, 0},
+  const struct cli_flag serve_flags[] = {
+      {"listen", &flags->listen, NULL},
+      {"dev", NULL, &flags->dev},
   };
-  memset(flags, 0, sizeof(*flags));
-  optind = 1;
-  opterr = 0;
-  for (;;) {
-    int longidx = -1;
-    int o = getopt_long(argc, argv, ":h", opts, &longidx);
-    if (o == -1) break;
-    switch (o) {
-      case OPT_LISTEN:
-      case OPT_DEV:
-        if (!allow_serve) {
-          fprintf(stderr, "keel %s: unknown flag '%s'\n", c->name, argv[optind - 1]);
-          return EXIT_USAGE;
-        }
-        if (o == OPT_LISTEN) flags->listen = optarg;
-        if (o == OPT_DEV) flags->dev = true;
-        break;
-      case OPT_DATA_DIR:
-        flags->data_dir = optarg;
-        break;
-      case OPT_STORE:
-        flags->store_url = optarg;
-        break;
-      case OPT_CONFIG:
-        flags->config_file = optarg;
-        break;
-      case OPT_SET:
-        if (flags->nsets == (int)(sizeof(flags->sets) / sizeof(flags->sets[0]))) {
-          fprintf(stderr, "keel %s: too many --set flags\n", c->name);
-          return EXIT_USAGE;
-        }
-        flags->sets[flags->nsets++] = optarg;
-        break;
-      case OPT_HELP:
-        print_usage(stdout, c);
-        return 1;
-      case ':':
-        fprintf(stderr, "keel %s: flag '%s' needs a value\n", c->name, argv[optind - 1]);
-        return EXIT_USAGE;
-      default:
-        fprintf(stderr, "keel %s: unknown flag '%s' (see keel %s --help)\n", c->name,
-                argv[optind - 1], c->name);
-        return EXIT_USAGE;
-    }
-  }
-  return 0;
-}
-
-static int no_positional(const struct command *c, int argc, char **argv) {
-  if (optind < argc) {
-    fprintf(stderr, "keel %s: unexpected argument '%s'\n", c->name, argv[optind]);
-    return EXIT_USAGE;
-  }
-  return 0;
+  return cli_parse(c, NULL, argc, argv, serve_flags, allow_serve ? 2 : 0, NULL, 0, flags);
 }
 
 static const struct command *find_command(const char *name) {
@@ -169,8 +151,7 @@ static int cmd_serve(int argc, char **argv, char **envp) {
   const struct command *c = find_command("serve");
   struct app_flags flags;
   int rc = parse_common(c, argc, argv, true, &flags);
-  if (rc) return rc == 1 ? 0 : rc;
-  if ((rc = no_positional(c, argc, argv))) return rc;
+  if (rc) return rc < 0 ? 0 : rc;
   struct config cfg;
   if (app_config(&flags, envp, &cfg) != 0) {
     config_free(&cfg);
@@ -185,8 +166,7 @@ static int cmd_migrate(int argc, char **argv, char **envp) {
   const struct command *c = find_command("migrate");
   struct app_flags flags;
   int rc = parse_common(c, argc, argv, false, &flags);
-  if (rc) return rc == 1 ? 0 : rc;
-  if ((rc = no_positional(c, argc, argv))) return rc;
+  if (rc) return rc < 0 ? 0 : rc;
   struct config cfg;
   if (app_config(&flags, envp, &cfg) != 0) {
     config_free(&cfg);
@@ -287,7 +267,7 @@ static int cmd_help(int argc, char **argv, char **envp) {
     fprintf(stderr, "keel help: unknown command '%s'\n", argv[1]);
     return EXIT_USAGE;
   }
-  print_usage(stdout, c);
+  cli_print_usage(c, NULL);
   return 0;
 }
 

@@ -41,6 +41,28 @@ enum {
     "help", no_argument, NULL, 'h'                         \
   }
 
+/* One flag of a command, for cli_parse: "--name VALUE" stores VALUE in
+ * *value; a flag without a value (value NULL) sets *on. */
+struct cli_flag {
+  const char *name;
+  const char **value;
+  bool *on;
+};
+
+#define CLI_FLAGS_MAX 16
+
+/*
+ * Parses argv (argv[0] is the command's name) against the command's own
+ * flags[0..n) and the common ones (CLI_COMMON_OPTIONS) into *common.
+ * Positional arguments after the flags go to positional[0..max_positional)
+ * (unused slots NULL). Returns 0; -1 after printing --help (the usage with
+ * flags_help); or EXIT_USAGE after printing the problem (an unknown flag, a
+ * missing value, too many arguments).
+ */
+int cli_parse(const struct command *c, const char *flags_help, int argc, char **argv,
+              const struct cli_flag *flags, size_t n, const char **positional,
+              size_t max_positional, struct app_flags *common);
+
 /* Handles a common option; returns 1 when opt was one, 0 when not, or
  * EXIT_USAGE after printing a problem. */
 int cli_common_flag(int opt, const char *arg, struct app_flags *flags);

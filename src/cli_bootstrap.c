@@ -51,8 +51,6 @@
 #define BOOTSTRAP_ORG_SLUG      "default"
 #define BOOTSTRAP_PASSWORD_SIZE 40
 
-enum { OPT_EMAIL = CLI_OPT_FIRST_FREE };
-
 static const char bootstrap_flags_help[] =
     "  --email E           the administrator's email (default " BOOTSTRAP_EMAIL_DEFAULT ")\n";
 
@@ -149,42 +147,11 @@ static int count_users_tx(struct store_tx *tx, void *arg) {
 
 /* Parses the flags. Returns 0, -1 after --help, or EXIT_USAGE. */
 static int parse_args(int argc, char **argv, struct app_flags *flags, const char **email) {
-  static const struct option opts[] = {
-      {"email", required_argument, NULL, OPT_EMAIL},
-      CLI_COMMON_OPTIONS,
-      {NULL, 0, NULL, 0},
-  };
-  memset(flags, 0, sizeof(*flags));
-  *email = BOOTSTRAP_EMAIL_DEFAULT;
-  optind = 1;
-  opterr = 0;
-  for (;;) {
-    int o = getopt_long(argc, argv, ":h", opts, NULL);
-    if (o == -1) break;
-    if (o == OPT_EMAIL) {
-      *email = optarg;
-      continue;
-    }
-    if (o == 'h') {
-      cli_print_usage(&bootstrap_command, bootstrap_flags_help);
-      return -1;
-    }
-    if (o == ':') {
-      fprintf(stderr, "keel bootstrap: flag '%s' needs a value\n", argv[optind - 1]);
-      return EXIT_USAGE;
-    }
-    int rc = cli_common_flag(o, optarg, flags);
-    if (rc == 1) continue;
-    if (rc == EXIT_USAGE) return rc;
-    fprintf(stderr, "keel bootstrap: unknown flag '%s' (see keel bootstrap --help)\n",
-            argv[optind - 1]);
-    return EXIT_USAGE;
-  }
-  if (optind < argc) {
-    fprintf(stderr, "keel bootstrap: unexpected argument '%s'\n", argv[optind]);
-    return EXIT_USAGE;
-  }
-  return 0;
+  *email = NULL;
+  const struct cli_flag own[] = {{"email", email, NULL}};
+  int rc = cli_parse(&bootstrap_command, bootstrap_flags_help, argc, argv, own, 1, NULL, 0, flags);
+  if (!*email) *email = BOOTSTRAP_EMAIL_DEFAULT;
+  return rc;
 }
 
 int cmd_bootstrap(int argc, char **argv, char **envp) {

@@ -24,8 +24,6 @@
 #include "domain/rbac.h"
 #include "store/keys.h"
 
-enum { OPT_ORG = CLI_OPT_FIRST_FREE, OPT_NAME, OPT_SCOPES, OPT_ENV };
-
 static const struct command key_commands[] = {
     {"key create", "Create an API key for an organisation; the key is printed once.",
      "key create --org SLUG [--name N] [--scopes ingest,read] [--env live|test]", NULL},
@@ -58,47 +56,15 @@ static unsigned parse_scope_list(const char *list) {
 }
 
 static int parse_args(const struct command *c, int argc, char **argv, struct key_args *a) {
-  static const struct option opts[] = {
-      {"org", required_argument, NULL, OPT_ORG},
-      {"name", required_argument, NULL, OPT_NAME},
-      {"scopes", required_argument, NULL, OPT_SCOPES},
-      {"env", required_argument, NULL, OPT_ENV},
-      CLI_COMMON_OPTIONS,
-      {NULL, 0, NULL, 0},
-  };
   memset(a, 0, sizeof(*a));
-  optind = 1;
-  opterr = 0;
-  int o;
-  while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    int rc = cli_common_flag(o, optarg, &a->flags);
-    if (rc == EXIT_USAGE) return rc;
-    if (rc == 1) continue;
-    if (o == 'h') {
-      cli_print_usage(c, create_flags_help);
-      return -1;
-    }
-    if (o == OPT_ORG) {
-      a->org = optarg;
-    } else if (o == OPT_NAME) {
-      a->name = optarg;
-    } else if (o == OPT_SCOPES) {
-      a->scopes = optarg;
-    } else if (o == OPT_ENV) {
-      a->env = optarg;
-    } else if (o == ':') {
-      fprintf(stderr, "keel %s: flag '%s' needs a value\n", c->name, argv[optind - 1]);
-      return EXIT_USAGE;
-    } else {
-      fprintf(stderr, "keel %s: unknown flag '%s' (see keel %s --help)\n", c->name,
-              argv[optind - 1], c->name);
-      return EXIT_USAGE;
-    }
-  }
-  if (optind < argc) {
-    fprintf(stderr, "keel %s: unexpected argument '%s'\n", c->name, argv[optind]);
-    return EXIT_USAGE;
-  }
+  const struct cli_flag flags[] = {
+      {"org", &a->org, NULL},
+      {"name", &a->name, NULL},
+      {"scopes", &a->scopes, NULL},
+      {"env", &a->env, NULL},
+  };
+  int rc = cli_parse(c, create_flags_help, argc, argv, flags, 4, NULL, 0, &a->flags);
+  if (rc) return rc;
   if (!a->org || !a->org[0]) {
     fprintf(stderr, "keel %s: --org is required\n", c->name);
     return EXIT_USAGE;

@@ -25,8 +25,6 @@
 #include "domain/tenancy.h"
 #include "store/users.h"
 
-enum { OPT_NAME = CLI_OPT_FIRST_FREE, OPT_SLUG, OPT_OWNER, OPT_PLAN };
-
 static const struct command org_create_command = {
     "org create", "Create an organisation owned by an existing user.",
     "org create --name N [--slug S] --owner EMAIL [--plan P]", NULL};
@@ -42,59 +40,17 @@ struct org_args {
   const char *name, *slug, *owner, *plan;
 };
 
-/* Handles one of this command's own flags; 0, or EXIT_USAGE. */
-static int own_flag(const struct command *c, int o, char **argv, struct org_args *a) {
-  switch (o) {
-    case OPT_NAME:
-      a->name = optarg;
-      return 0;
-    case OPT_SLUG:
-      a->slug = optarg;
-      return 0;
-    case OPT_OWNER:
-      a->owner = optarg;
-      return 0;
-    case OPT_PLAN:
-      a->plan = optarg;
-      return 0;
-    case ':':
-      fprintf(stderr, "keel %s: flag '%s' needs a value\n", c->name, argv[optind - 1]);
-      return EXIT_USAGE;
-    default:
-      fprintf(stderr, "keel %s: unknown flag '%s' (see keel %s --help)\n", c->name,
-              argv[optind - 1], c->name);
-      return EXIT_USAGE;
-  }
-}
-
 /* Parses flags. Returns 0, -1 after printing --help, or EXIT_USAGE. */
 static int parse_args(const struct command *c, int argc, char **argv, struct org_args *a) {
-  static const struct option opts[] = {
-      {"name", required_argument, NULL, OPT_NAME},
-      {"slug", required_argument, NULL, OPT_SLUG},
-      {"owner", required_argument, NULL, OPT_OWNER},
-      {"plan", required_argument, NULL, OPT_PLAN},
-      CLI_COMMON_OPTIONS,
-      {NULL, 0, NULL, 0},
-  };
   memset(a, 0, sizeof(*a));
-  optind = 1;
-  opterr = 0;
-  int o;
-  while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    int rc = cli_common_flag(o, optarg, &a->flags);
-    if (rc == EXIT_USAGE) return rc;
-    if (rc == 1) continue;
-    if (o == 'h') {
-      cli_print_usage(c, create_flags_help);
-      return -1;
-    }
-    if ((rc = own_flag(c, o, argv, a))) return rc;
-  }
-  if (optind < argc) {
-    fprintf(stderr, "keel %s: unexpected argument '%s'\n", c->name, argv[optind]);
-    return EXIT_USAGE;
-  }
+  const struct cli_flag flags[] = {
+      {"name", &a->name, NULL},
+      {"slug", &a->slug, NULL},
+      {"owner", &a->owner, NULL},
+      {"plan", &a->plan, NULL},
+  };
+  int rc = cli_parse(c, create_flags_help, argc, argv, flags, 4, NULL, 0, &a->flags);
+  if (rc) return rc;
   if (!a->name || !a->owner) {
     fprintf(stderr, "keel %s: --name and --owner are required\n", c->name);
     return EXIT_USAGE;

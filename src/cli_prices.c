@@ -42,8 +42,6 @@
 #include "core/xmalloc.h"
 #include "domain/pricing.h"
 
-enum { OPT_OUT = CLI_OPT_FIRST_FREE, OPT_EFFECTIVE_FROM };
-
 static const struct command import_command = {
     "prices import",
     "Convert a LiteLLM-format price file into keel's price file (loaded as the override of "
@@ -123,46 +121,15 @@ struct import_row {
 
 /* Parses flags. Returns 0, -1 after printing --help, or EXIT_USAGE. */
 static int parse_args(const struct command *c, int argc, char **argv, struct import_args *a) {
-  static const struct option opts[] = {
-      {"out", required_argument, NULL, OPT_OUT},
-      {"effective-from", required_argument, NULL, OPT_EFFECTIVE_FROM},
-      CLI_COMMON_OPTIONS,
-      {NULL, 0, NULL, 0},
-  };
   memset(a, 0, sizeof(*a));
-  optind = 1;
-  opterr = 0;
-  int o;
-  while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    int rc = cli_common_flag(o, optarg, &a->flags);
-    if (rc == EXIT_USAGE) return rc;
-    if (rc == 1) continue;
-    switch (o) {
-      case 'h':
-        cli_print_usage(c, import_flags_help);
-        return -1;
-      case OPT_OUT:
-        a->out = optarg;
-        break;
-      case OPT_EFFECTIVE_FROM:
-        a->effective_from = optarg;
-        break;
-      case ':':
-        fprintf(stderr, "keel %s: flag '%s' needs a value\n", c->name, argv[optind - 1]);
-        return EXIT_USAGE;
-      default:
-        fprintf(stderr, "keel %s: unknown flag '%s' (see keel %s --help)\n", c->name,
-                argv[optind - 1], c->name);
-        return EXIT_USAGE;
-    }
-  }
-  if (optind >= argc) {
+  const struct cli_flag flags[] = {
+      {"out", &a->out, NULL},
+      {"effective-from", &a->effective_from, NULL},
+  };
+  int rc = cli_parse(c, import_flags_help, argc, argv, flags, 2, &a->in, 1, &a->flags);
+  if (rc) return rc;
+  if (!a->in) {
     fprintf(stderr, "keel %s: the LiteLLM price FILE is required\n", c->name);
-    return EXIT_USAGE;
-  }
-  a->in = argv[optind++];
-  if (optind < argc) {
-    fprintf(stderr, "keel %s: unexpected argument '%s'\n", c->name, argv[optind]);
     return EXIT_USAGE;
   }
   if (a->out && !a->out[0]) {

@@ -20,8 +20,6 @@
 #include "domain/iam.h"
 #include "domain/password.h"
 
-enum { OPT_EMAIL = CLI_OPT_FIRST_FREE, OPT_PASSWORD, OPT_NAME, OPT_VERIFIED };
-
 static const struct command user_commands[] = {
     {"user create", "Create a user (the password is generated and printed once when omitted).",
      "user create --email E [--password P] [--name N] [--verified]", NULL},
@@ -45,47 +43,15 @@ struct user_args {
 /* Parses flags. Returns 0, -1 after printing --help, or EXIT_USAGE. */
 static int parse_args(const struct command *c, const char *help, bool create, int argc, char **argv,
                       struct user_args *a) {
-  static const struct option opts[] = {
-      {"email", required_argument, NULL, OPT_EMAIL},
-      {"password", required_argument, NULL, OPT_PASSWORD},
-      {"name", required_argument, NULL, OPT_NAME},
-      {"verified", no_argument, NULL, OPT_VERIFIED},
-      CLI_COMMON_OPTIONS,
-      {NULL, 0, NULL, 0},
-  };
   memset(a, 0, sizeof(*a));
-  optind = 1;
-  opterr = 0;
-  int o;
-  while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-    int rc = cli_common_flag(o, optarg, &a->flags);
-    if (rc == EXIT_USAGE) return rc;
-    if (rc == 1) continue;
-    if (o == 'h') {
-      cli_print_usage(c, help);
-      return -1;
-    }
-    if (o == OPT_EMAIL) {
-      a->email = optarg;
-    } else if (create && o == OPT_PASSWORD) {
-      a->password = optarg;
-    } else if (create && o == OPT_NAME) {
-      a->name = optarg;
-    } else if (create && o == OPT_VERIFIED) {
-      a->verified = true;
-    } else if (o == ':') {
-      fprintf(stderr, "keel %s: flag '%s' needs a value\n", c->name, argv[optind - 1]);
-      return EXIT_USAGE;
-    } else {
-      fprintf(stderr, "keel %s: unknown flag '%s' (see keel %s --help)\n", c->name,
-              argv[optind - 1], c->name);
-      return EXIT_USAGE;
-    }
-  }
-  if (optind < argc) {
-    fprintf(stderr, "keel %s: unexpected argument '%s'\n", c->name, argv[optind]);
-    return EXIT_USAGE;
-  }
+  const struct cli_flag flags[] = {
+      {"email", &a->email, NULL},
+      {"password", &a->password, NULL},
+      {"name", &a->name, NULL},
+      {"verified", NULL, &a->verified},
+  };
+  int rc = cli_parse(c, help, argc, argv, flags, create ? 4 : 1, NULL, 0, &a->flags);
+  if (rc) return rc;
   if (!a->email) {
     fprintf(stderr, "keel %s: --email is required\n", c->name);
     return EXIT_USAGE;
