@@ -594,6 +594,7 @@ def run(args, scenarios: List[Scenario], tmp: Path, services: List[Service]) -> 
         for s, targets in pairs:
             for target in targets:
                 run_wrk(args, target.port, target.request, target.script, args.warmup)
+                wait_keel_idle(keel_port)
 
     runs: Dict[str, Dict[str, List[dict]]] = {s.name: {t.name: [] for t in ts} for s, ts in pairs}
     for round_no in range(1, args.rounds + 1):
@@ -602,6 +603,7 @@ def run(args, scenarios: List[Scenario], tmp: Path, services: List[Service]) -> 
         for s, targets in pairs:
             for target in targets:  # keel, then nginx: interleaved A/B
                 result = run_wrk(args, target.port, target.request, target.script, args.duration)
+                wait_keel_idle(keel_port)
                 result["round"] = round_no
                 runs[s.name][target.name].append(result)
                 rows.append((s.name, target.name, result))
@@ -619,6 +621,23 @@ def run(args, scenarios: List[Scenario], tmp: Path, services: List[Service]) -> 
               + "\n  ".join(bad_runs))
         return 1
     return 0
+
+
+def wait_keel_idle(port: int, timeout_s: float = 60.0):
+    """Waits until keel has no request in flight but the scrape asking: wrk
+    stops sending at the end of a run, yet a slow scenario (logins: argon2id)
+    leaves requests queued on the worker pool, and they would run into the
+    next measurement."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            status, _, body = http_call(port, Request("/metrics"))
+        except OSError:
+            return
+        m = re.search(rb"^keel_http_requests_in_flight (\d+)", body, re.M)
+        if status != 200 or not m or int(m.group(1)) <= 1:
+            return
+        time.sleep(0.1)
 
 
 def wait_listening(service: Service, port: int, timeout_s: float = 10.0):
