@@ -227,7 +227,15 @@ int time_parse_rfc3339(struct slice s, int64_t *us_out) {
   }
   int64_t days = time_days_from_civil(year, month, day);
   int64_t secs = days * 86400 + (int64_t)hour * 3600 + (int64_t)minute * 60 + second;
-  *us_out = (secs - offset_s) * US_PER_SEC + frac_us;
+  int64_t us = (secs - offset_s) * US_PER_SEC + frac_us;
+  /* An offset can carry the instant out of years 0001..9999 (e.g.
+   * 9999-12-31T23:59:59-00:30): such a time could not be written back in
+   * RFC 3339, so it is refused. */
+  if (us < time_days_from_civil(1, 1, 1) * US_PER_DAY ||
+      us >= time_days_from_civil(10000, 1, 1) * US_PER_DAY) {
+    return -1;
+  }
+  *us_out = us;
   return 0;
 }
 
