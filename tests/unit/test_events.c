@@ -188,7 +188,7 @@ static const struct matrix_case {
     {"{" SID ",\"type\":\"custom\",\"timestamp\":\"2026-03-01T12:05:01Z\"}", "events[3].timestamp",
      "in_future"},
     {"{" SID ",\"type\":\"custom\",\"timestamp\":\"0001-01-01T00:00:00+01:00\"}",
-     "events[3].timestamp", "out_of_range"},
+     "events[3].timestamp", "invalid_format"},
     /* severity */
     {"{" SID ",\"type\":\"custom\",\"severity\":\"fatal\"}", "events[3].severity", "not_allowed"},
     {"{" SID ",\"type\":\"custom\",\"severity\":1}", "events[3].severity", "wrong_type"},
