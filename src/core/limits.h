@@ -158,6 +158,14 @@
 /* cost_usd given as a decimal string ("0.000123"): digits, one point. */
 #define LIMIT_EVENT_COST_TEXT_MAX 32
 
+/* Distinct tags kept on a session row (the union of its events' tags): a
+ * long session must not grow its row without bound; past this, new tags are
+ * dropped from the session (they stay on their events). */
+#define LIMIT_SESSION_TAGS 64
+/* Bytes of one event's canonical form or stored JSON column while appending:
+ * the whole ingestion body bounds it, with room for the escaping. */
+#define LIMIT_EVENT_CANONICAL_MAX (2 * LIMIT_BODY_INGEST)
+
 /* --- Worker pool -------------------------------------------------------- */
 
 /* Queued blocking jobs waiting for a worker before the server answers 503:

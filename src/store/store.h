@@ -69,6 +69,20 @@ int store_read(struct store *s, store_tx_fn fn, void *arg);
 int store_write(struct store *s, store_tx_fn fn, void *arg);
 
 /*
+ * Queues fn like store_write but does not wait: done(arg, rc) is called
+ * exactly once, on the writer thread, after the group holding the job
+ * committed — rc is fn's status (its work rolled back when non-zero), or
+ * KEEL_ESTORE when the group's COMMIT failed. arg must stay valid until
+ * done is called; done must not block for long (it holds up the writer) and
+ * may queue more work (store_write_async; never store_write, which would
+ * run inline outside any transaction that commits before done). Returns 0
+ * when queued, or KEEL_EBUSY when the store is closing (done is then never
+ * called). store_close drains queued async jobs, calling their callbacks.
+ * Thread-safe; never blocks on the writer (only on the queue's mutex).
+ */
+int store_write_async(struct store *s, store_tx_fn fn, void *arg, void (*done)(void *arg, int rc));
+
+/*
  * The write generation: a counter that moves on after every successful
  * commit of a write by this process (store_write's group commits, nested
  * writes, migrations). It moves before store_write returns, so a caller
@@ -79,7 +93,8 @@ int store_write(struct store *s, store_tx_fn fn, void *arg);
  */
 uint64_t store_write_generation(struct store *s);
 
-/* Writes waiting for the writer (for /metrics and backpressure). */
+/* Writes waiting for the writer, synchronous and asynchronous (for /metrics
+ * and backpressure). */
 size_t store_write_queue_depth(struct store *s);
 
 /* Test hook (test builds and --dev only): the next n write jobs fail with

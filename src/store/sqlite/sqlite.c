@@ -13,7 +13,8 @@
  *
  * Invariants: a connection is used by one thread at a time (hence
  * SQLITE_OPEN_NOMUTEX); store_write returns only after its transaction
- * committed or was rolled back.
+ * committed or was rolled back; store_write_async's callback runs exactly
+ * once, on the writer thread, after the same point.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -55,9 +56,14 @@ struct store_tx {
   size_t nused;
 };
 
+/* A queued write. A synchronous job (store_write) lives on its caller's
+ * stack and is told it is done through done/done_cv; an asynchronous one
+ * (store_write_async) is heap-allocated, owned by the queue, and has
+ * on_done called on the writer thread after the commit, then freed. */
 struct write_job {
   store_tx_fn fn;
   void *arg;
+  void (*on_done)(void *arg, int rc); /* NULL: a synchronous job */
   int rc;
   bool done;
   struct write_job *next;
@@ -369,6 +375,43 @@ static void write_batch(struct store *s, struct write_job *batch) {
   }
 }
 
+/*
+ * Tells every job of a committed (or failed) batch that it is done. The
+ * batch is split first: a synchronous job's memory is its caller's and may
+ * vanish as soon as it is marked done, so its link is never read after.
+ * Waiters are woken first (they hold HTTP requests), then the asynchronous
+ * callbacks run here on the writer thread, outside the lock (a callback may
+ * queue more work), and their jobs are freed.
+ */
+static void batch_finish(struct store *s, struct write_job *batch) {
+  struct write_job *waiters = NULL, *async = NULL, **async_tail = &async;
+  for (struct write_job *j = batch, *next; j; j = next) {
+    next = j->next;
+    if (j->on_done) {
+      j->next = NULL;
+      *async_tail = j;
+      async_tail = &j->next;
+    } else {
+      j->next = waiters;
+      waiters = j;
+    }
+  }
+  if (waiters) {
+    pthread_mutex_lock(&s->mu);
+    for (struct write_job *j = waiters, *next; j; j = next) {
+      next = j->next;
+      j->done = true;
+    }
+    pthread_cond_broadcast(&s->done_cv);
+    pthread_mutex_unlock(&s->mu);
+  }
+  for (struct write_job *j = async, *next; j; j = next) {
+    next = j->next;
+    j->on_done(j->arg, j->rc);
+    xfree(j);
+  }
+}
+
 static void *writer_main(void *arg) {
   struct store *s = arg;
   on_writer_thread = true;
@@ -391,10 +434,8 @@ static void *writer_main(void *arg) {
     pthread_mutex_unlock(&s->mu);
 
     write_batch(s, batch);
-
+    batch_finish(s, batch);
     pthread_mutex_lock(&s->mu);
-    for (struct write_job *j = batch; j; j = j->next) j->done = true;
-    pthread_cond_broadcast(&s->done_cv);
   }
   pthread_mutex_unlock(&s->mu);
   return NULL;
@@ -428,6 +469,32 @@ int store_write(struct store *s, store_tx_fn fn, void *arg) {
   while (!job.done) pthread_cond_wait(&s->done_cv, &s->mu);
   pthread_mutex_unlock(&s->mu);
   return job.rc;
+}
+
+int store_write_async(struct store *s, store_tx_fn fn, void *arg, void (*done)(void *arg, int rc)) {
+  KEEL_ASSERT(fn != NULL && done != NULL);
+  struct write_job *job = xcalloc(1, sizeof(*job));
+  job->fn = fn;
+  job->arg = arg;
+  job->on_done = done;
+  pthread_mutex_lock(&s->mu);
+  if (s->stopping) {
+    pthread_mutex_unlock(&s->mu);
+    xfree(job);
+    return KEEL_EBUSY;
+  }
+  /* Queued even when called from a write job on the writer thread: it then
+   * runs in a later group, after the current one commits. */
+  if (s->tail) {
+    s->tail->next = job;
+  } else {
+    s->head = job;
+  }
+  s->tail = job;
+  s->queued++;
+  pthread_cond_signal(&s->job_cv);
+  pthread_mutex_unlock(&s->mu);
+  return 0;
 }
 
 size_t store_write_queue_depth(struct store *s) {
