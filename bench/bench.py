@@ -9,6 +9,11 @@ result file under bench/out/.
 
     /usr/bin/python3 bench/bench.py [--rounds 3] [--duration 10] [--only NAME]
 
+Scenarios that are not A/B pairs (ingestion, the raw SQLite ceiling, queries
+over a million events) have a runner of their own: each runs once, after the
+A/B rounds, checks what keel stored, and prints its figures against the
+targets of the issue that asked for it.
+
 Standard library only. Both servers run on loopback ports chosen at start-up,
 from a temporary directory that is removed at the end; child processes are
 stopped on exit, on Ctrl-C and on SIGTERM.
@@ -20,18 +25,23 @@ import argparse
 import dataclasses
 import datetime
 import http.client
+import itertools
 import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
 import statistics
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -69,7 +79,8 @@ class Scenario:
     description: str
     # Builds keel's request once keel is up; may call keel first through
     # ctx.call (e.g. to create a user and a token) and keep state in ctx.state.
-    request: Callable[["Context"], Request]
+    # None for a scenario with a runner.
+    request: Optional[Callable[["Context"], Request]]
     # nginx's answer; None benchmarks keel alone (no ratio).
     reference: Optional[Reference]
     # Status keel must answer; defaults to the reference's status, else 200.
@@ -80,6 +91,10 @@ class Scenario:
     # Another scenario of the same run to compare keel's req/s with (the
     # summary prints this/baseline).
     baseline: Optional[str] = None
+    # Not an A/B pair: runner(ctx) runs the scenario once, after the A/B
+    # rounds, in table order, and returns a CustomResult (figures checked
+    # against targets, and correctness problems).
+    runner: Optional[Callable[["Context"], "CustomResult"]] = None
 
 
 BENCH_PLANS = ROOT / "bench" / "plans-bench.json"
@@ -164,6 +179,53 @@ SCENARIOS: List[Scenario] = [
         reference=None,
         keel_set=["plans.file=%s" % BENCH_PLANS, "auth.login_per_ip_per_min=100000"],
     ),
+    # Ingestion (bench/README.md "Ingestion"): a durable keel (WAL,
+    # synchronous=FULL, 202 after the group commit), unique ids, 1 000 sessions.
+    Scenario(
+        name="ingest_single",
+        description="POST /v1/events, one ~600-byte event per request; stored rows = "
+                    "acknowledged (targets: >= 15 000 req/s, p99 <= 50 ms, RSS <= 100 MB)",
+        request=None,
+        reference=None,
+        keel_set=["plans.file=%s" % BENCH_PLANS],
+        runner=lambda ctx: run_ingest(ctx, INGEST_SINGLE),
+    ),
+    Scenario(
+        name="ingest_batch",
+        description="POST /v1/events/batch, 100 ~600-byte events per request; stored rows = "
+                    "acknowledged (targets: >= 40 000 events/s and >= 0.6x raw_sqlite, "
+                    "p99 <= 50 ms, RSS <= 100 MB, <= 1 KiB of database per event)",
+        request=None,
+        reference=None,
+        keel_set=["plans.file=%s" % BENCH_PLANS],
+        runner=lambda ctx: run_ingest(ctx, INGEST_BATCH),
+    ),
+    Scenario(
+        name="raw_sqlite",
+        description="the ceiling: build-release/bench_raw_sqlite inserts the same rows with "
+                    "keel's schema and pragmas, 1 000 events per transaction (INSERTs alone, "
+                    "then with a session read + update per event)",
+        request=None,
+        reference=None,
+        runner=lambda ctx: run_raw_sqlite(ctx),
+    ),
+    Scenario(
+        name="query_sessions",
+        description="GET /v1/sessions (default limit) with >= 1M events stored, loaded through "
+                    "the batch route (target: p95 <= 20 ms)",
+        request=None,
+        reference=None,
+        keel_set=["plans.file=%s" % BENCH_PLANS],
+        runner=lambda ctx: run_query(ctx, "/v1/sessions"),
+    ),
+    Scenario(
+        name="query_events",
+        description="GET /v1/events (default limit) with >= 1M events stored (target: p95 <= 20 ms)",
+        request=None,
+        reference=None,
+        keel_set=["plans.file=%s" % BENCH_PLANS],
+        runner=lambda ctx: run_query(ctx, "/v1/events"),
+    ),
 ]
 
 
@@ -173,12 +235,22 @@ SCENARIOS: List[Scenario] = [
 class Context:
     """What a scenario's request builder may use."""
 
-    def __init__(self, keel_port: int, data_dir: Path, keel_bin: str = ""):
+    def __init__(self, keel_port: int, data_dir: Path, keel_bin: str = "", args=None,
+                 keel_pid: Optional[int] = None, tmp: Optional[Path] = None):
         self.keel_port = keel_port
         self.keel_bin = keel_bin
         self.keel_url = "http://127.0.0.1:%d" % keel_port
         self.data_dir = data_dir
+        self.args = args  # the harness's options (runners use wrk's settings)
+        self.keel_pid = keel_pid
+        self.tmp = tmp  # the run's temporary directory
         self.state: Dict[str, object] = {}
+        # Results of the runner scenarios so far, by name (for ratios).
+        self.results: Dict[str, "CustomResult"] = {}
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "keel.db"
 
     def keel_cli(self, *args) -> str:
         """Runs a keel CLI command on keel's data directory; returns stdout."""
@@ -391,7 +463,753 @@ def run_wrk(args, port: int, req: Request, script: Optional[Path], duration_s: f
                                                        proc.stdout + proc.stderr))
     result = parse_wrk(proc.stdout)
     result["command"] = " ".join(argv)
+    report = parse_lua_report(proc.stdout)
+    if report:
+        result["lua"] = report
     return result
+
+
+def parse_lua_report(output: str) -> dict:
+    """The lines a runner's Lua script prints from done(): "keel-bench NAME
+    VALUE" (a number, or text); repeated names (pending request ids) become
+    lists."""
+    report: Dict[str, object] = {}
+    for name, value in re.findall(r"^keel-bench (\S+) ?(.*)$", output, re.M):
+        try:
+            v: object = float(value) if "." in value else int(value)
+        except ValueError:
+            v = value
+        if name in ("pending", "error"):
+            report.setdefault(name, []).append(v)
+        else:
+            report[name] = v
+    return report
+
+
+# --- ingestion, the raw SQLite ceiling, queries ------------------------------------
+#
+# These scenarios are not A/B pairs: each runs once (Scenario.runner), after the
+# A/B rounds, in table order. The ingest scenarios check that what keel stored is
+# what it acknowledged; every runner returns its figures with their targets.
+
+INGEST_ORG = "bench-ingest"
+INGEST_SESSIONS = 1000
+TARGET_RSS_MIB = 100.0
+TARGET_P99_MS = 50.0
+TARGET_QUERY_P95_MS = 20.0
+TARGET_BYTES_PER_EVENT = 1024.0
+TARGET_RAW_RATIO = 0.6
+
+# Quoted from the issue for scale; not measured here.
+QUOTED_REFERENCE = [
+    "AgentLens 0.11 (TypeScript, Node + SQLite), as quoted in the issue, not measured here:",
+    "  batches of 100: ~3 000 events/s; single events: 770 req/s; p99 1.4 s;",
+    "  event list at 1M events: 1.7 s per request",
+]
+
+
+@dataclasses.dataclass
+class Check:
+    """One summary line: a figure and, unless only for scale, its target."""
+
+    label: str
+    value: Optional[float]
+    unit: str
+    target: Optional[float] = None
+    at_least: bool = True  # the figure must be >= target (else <=)
+    note: str = ""
+
+    def verdict(self) -> str:
+        if self.target is None:
+            return ""
+        if self.value is None:
+            return "NOT MEASURED"
+        ok = self.value >= self.target if self.at_least else self.value <= self.target
+        return "ok" if ok else "MISSED"
+
+    def line(self) -> str:
+        value = "-" if self.value is None else fmt_num(self.value)
+        target = ""
+        if self.target is not None:
+            target = "target %s %s" % (">=" if self.at_least else "<=", fmt_num(self.target))
+        return "%-34s %14s %-9s %-22s %-6s %s" % (self.label, value, self.unit, target,
+                                                  self.verdict(), self.note)
+
+    def to_json(self) -> dict:
+        return dict(dataclasses.asdict(self), verdict=self.verdict() or None)
+
+
+@dataclasses.dataclass
+class CustomResult:
+    figures: Dict[str, object] = dataclasses.field(default_factory=dict)
+    checks: List[Check] = dataclasses.field(default_factory=list)
+    problems: List[str] = dataclasses.field(default_factory=list)  # correctness: exit 1
+    notes: List[str] = dataclasses.field(default_factory=list)
+    wrk: List[dict] = dataclasses.field(default_factory=list)
+    skipped: Optional[str] = None  # why the scenario could not run
+
+    def to_json(self) -> dict:
+        return {"figures": self.figures, "checks": [c.to_json() for c in self.checks],
+                "problems": self.problems, "notes": self.notes, "skipped": self.skipped}
+
+
+def fmt_num(v: float) -> str:
+    if abs(v) >= 1000:
+        return "{:,.0f}".format(v).replace(",", " ")
+    if abs(v) >= 100:
+        return "%.0f" % v
+    return "%.3g" % v if abs(v) < 10 else "%.1f" % v
+
+
+@dataclasses.dataclass
+class IngestKind:
+    name: str
+    path: str
+    per_request: int  # events per request
+    tag: str  # first letter of the run tag (ids start with it)
+
+
+INGEST_SINGLE = IngestKind("ingest_single", "/v1/events", 1, "s")
+INGEST_BATCH = IngestKind("ingest_batch", "/v1/events/batch", 100, "b")
+EVENT_BYTES = 600
+
+
+def bench_event(event_id: str, session: str) -> dict:
+    """The ~600-byte llm_call the ingest scenarios send (priced by keel's
+    table: anthropic claude-sonnet-4-5), with a summary padding it to
+    EVENT_BYTES for an id of 20 characters. No timestamp: keel stamps the
+    received time, so ts moves on as in production."""
+    e = {"id": event_id, "session_id": session, "agent_id": "support-bot", "type": "llm_call",
+         "severity": "info",
+         "data": {"provider": "anthropic", "model": "claude-sonnet-4-5", "input_tokens": 1200,
+                  "output_tokens": 350, "reasoning_tokens": 100, "cache_read_tokens": 1000,
+                  "cache_write_tokens": 0, "latency_ms": 812.25, "status": "ok",
+                  "finish_reason": "end_turn", "summary": ""},
+         "metadata": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7",
+                      "sdk": "keel-python/0.4.2", "host": "worker-7.eu-west-1"},
+         "tags": ["prod", "eu-west", "support"]}
+    probe = dict(e, id="x" * 20, session_id="sess-0000")
+    pad = EVENT_BYTES - len(json.dumps(probe, separators=(",", ":")))
+    e["data"]["summary"] = ("Customer asks about a refund for order 4411; the agent looks the "
+                            "order up, checks the policy and drafts an answer. " * 4)[:max(0, pad)]
+    return e
+
+
+def canonical_json(v) -> str:
+    """keel's canonical JSON for the simple values of bench_event (ASCII
+    strings, integers, a real that prints the same)."""
+    return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def ingest_script(kind: IngestKind, tag: str, key: str, path: Path) -> Path:
+    """A wrk Lua script posting unique events and counting what keel
+    acknowledges. Ids are <tag>-<thread>-<request>-<n>, so no two requests
+    share one (dedup hides nothing), and X-Request-Id is <tag>-<thread>-<request>,
+    which keel echoes in the answer: a request still unanswered when wrk
+    stops stays in `pending`, and the harness counts its rows apart (keel
+    commits it anyway). Event k of thread t goes to session (k + 500 t) mod
+    1 000. done() prints per-run totals as "keel-bench NAME VALUE" lines."""
+    marker_id, marker_session = "@@ID@@", "@@SESSION@@"
+    text = json.dumps(bench_event(marker_id, marker_session), separators=(",", ":"))
+    head, rest = text.split(marker_id)
+    mid, tail = rest.split(marker_session)
+    lua = """-- generated by bench/bench.py for %(name)s
+local path = %(path)s
+local per_request = %(per_request)d
+local batch = %(batch)s
+local sessions = %(sessions)d
+local tag = %(tag)s
+local auth = %(auth)s
+local ev_head, ev_mid, ev_tail = %(head)s, %(mid)s, %(tail)s
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("tid", #threads)
+end
+
+function init(args)
+  sent, answered, accepted, duplicates, rejected, non202 = 0, 0, 0, 0, 0, 0
+  events = 0
+  pending = {}
+  errors = {}
+end
+
+function request()
+  sent = sent + 1
+  local rid = tag .. "-" .. tid .. "-" .. sent
+  local parts = {}
+  for i = 1, per_request do
+    local s = (events + 500 * tid) %% sessions
+    events = events + 1
+    parts[i] = ev_head .. rid .. "-" .. i .. ev_mid .. string.format("sess-%%04d", s) .. ev_tail
+  end
+  local body = batch and ('{"events":[' .. table.concat(parts, ",") .. "]}") or parts[1]
+  pending[rid] = true
+  return wrk.format("POST", path, {["Authorization"] = auth,
+    ["Content-Type"] = "application/json", ["X-Request-Id"] = rid}, body)
+end
+
+function response(status, headers, body)
+  answered = answered + 1
+  local rid = string.match(body, '"request_id":"([^"]+)"')
+  if rid then pending[rid] = nil end
+  if status == 202 then
+    accepted = accepted + (tonumber(string.match(body, '"accepted":(%%d+)')) or 0)
+    duplicates = duplicates + (tonumber(string.match(body, '"duplicates":(%%d+)')) or 0)
+    rejected = rejected + (tonumber(string.match(body, '"rejected":(%%d+)')) or 0)
+  else
+    non202 = non202 + 1
+    if #errors < 3 then table.insert(errors, status .. " " .. string.sub(body, 1, 200)) end
+  end
+end
+
+function done(summary, latency, requests)
+  local totals = {sent = 0, answered = 0, accepted = 0, duplicates = 0, rejected = 0,
+                  non202 = 0}
+  for _, thread in ipairs(threads) do
+    for name, _ in pairs(totals) do totals[name] = totals[name] + thread:get(name) end
+    for rid, _ in pairs(thread:get("pending")) do io.write("keel-bench pending ", rid, "\\n") end
+    for _, e in ipairs(thread:get("errors")) do io.write("keel-bench error ", e, "\\n") end
+  end
+  for name, v in pairs(totals) do io.write(string.format("keel-bench %%s %%d\\n", name, v)) end
+  io.write(string.format("keel-bench duration_us %%d\\n", summary.duration))
+  for _, p in ipairs({50, 95, 99}) do
+    io.write(string.format("keel-bench p%%d_us %%d\\n", p, latency:percentile(p)))
+  end
+end
+""" % {"name": kind.name, "path": lua_string(kind.path), "per_request": kind.per_request,
+       "batch": "true" if kind.per_request > 1 else "false", "sessions": INGEST_SESSIONS,
+       "tag": lua_string(tag), "auth": lua_string("Bearer " + key), "head": lua_string(head),
+       "mid": lua_string(mid), "tail": lua_string(tail)}
+    path.write_text(lua)
+    return path
+
+
+def query_script(path_: str, key: str, path: Path) -> Path:
+    """GET path with the key; done() prints the p95 (wrk prints 50/75/90/99)."""
+    path.write_text("""-- generated by bench/bench.py
+wrk.method = "GET"
+wrk.headers["Authorization"] = %s
+function done(summary, latency, requests)
+  for _, p in ipairs({50, 95, 99}) do
+    io.write(string.format("keel-bench p%%d_us %%d\\n", p, latency:percentile(p)))
+  end
+end
+""" % lua_string("Bearer " + key))
+    return path
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's VmRSS every 100 ms while a run lasts; stop()
+    returns the largest sample and VmHWM (the peak since the process
+    started) in MiB."""
+
+    def __init__(self, pid: Optional[int]):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.max_kib = 0
+        self.samples = 0
+        self.stopping = threading.Event()
+
+    def status(self) -> Dict[str, int]:
+        out = {}
+        try:
+            with open("/proc/%d/status" % self.pid) as f:
+                for line in f:
+                    m = re.match(r"(VmRSS|VmHWM):\s+(\d+) kB", line)
+                    if m:
+                        out[m.group(1)] = int(m.group(2))
+        except (OSError, TypeError):
+            pass
+        return out
+
+    def run(self):
+        while not self.stopping.wait(0.1):
+            rss = self.status().get("VmRSS")
+            if rss:
+                self.max_kib = max(self.max_kib, rss)
+                self.samples += 1
+
+    def stop(self) -> Dict[str, Optional[float]]:
+        self.stopping.set()
+        self.join()
+        hwm = self.status().get("VmHWM")
+        return {"rss_max_mib": self.max_kib / 1024 if self.samples else None,
+                "hwm_mib": hwm / 1024 if hwm else None, "samples": self.samples}
+
+
+def thread_cpu(pid: Optional[int]) -> Dict[str, float]:
+    """CPU seconds (user + system) used so far by each thread name of pid."""
+    out: Dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except (OSError, TypeError):
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+class CpuMeter:
+    """Cores used during a run by keel's threads (by name) and by wrk (the
+    harness's children), so a reader sees who had the machine's CPUs."""
+
+    def __init__(self, pid: Optional[int]):
+        self.pid = pid
+        self.t0 = time.monotonic()
+        self.threads0 = thread_cpu(pid)
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.children0 = r.ru_utime + r.ru_stime
+
+    def cores(self) -> Dict[str, float]:
+        elapsed = time.monotonic() - self.t0
+        now = thread_cpu(self.pid)
+        out = {name: round((now.get(name, 0.0) - self.threads0.get(name, 0.0)) / elapsed, 2)
+               for name in sorted(now)}
+        out = {k: v for k, v in out.items() if v >= 0.01}
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out["wrk (client)"] = round((r.ru_utime + r.ru_stime - self.children0) / elapsed, 2)
+        return out
+
+
+def fmt_cores(cores: Dict[str, float]) -> str:
+    return ", ".join("%s %.2f" % (k, v) for k, v in cores.items())
+
+
+def metrics(ctx: Context) -> str:
+    try:
+        status, _, body = http_call(ctx.keel_port, Request("/metrics"))
+    except OSError:
+        return ""
+    return body.decode(errors="replace") if status == 200 else ""
+
+
+def metric(text: str, name: str) -> Optional[float]:
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def wait_ingest_idle(ctx: Context, timeout_s: float = 120.0):
+    """Waits until no request is in flight (but the scrape) and the writer's
+    ingestion queue is empty: requests wrk left unanswered are still being
+    committed when it exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = metrics(ctx)
+        in_flight = metric(text, "keel_http_requests_in_flight")
+        queued = metric(text, "keel_ingest_queue_events")
+        if (in_flight or 0) <= 1 and not queued:
+            return
+        time.sleep(0.1)
+    raise HarnessError("keel still busy %.0fs after the run" % timeout_s)
+
+
+def db_connect(ctx: Context) -> sqlite3.Connection:
+    """keel's database, beside the running server (WAL: readers do not block it)."""
+    return sqlite3.connect(str(ctx.db_path), timeout=30)
+
+
+def org_param(con: sqlite3.Connection, org_id: str):
+    """The org id as the events table stores it: text, or 16 raw bytes when the
+    column is a BLOB."""
+    types = {r[1]: (r[2] or "").upper() for r in con.execute("PRAGMA table_info(events)")}
+    return uuid.UUID(org_id).bytes if types.get("org_id") == "BLOB" else org_id
+
+
+def count_prefix(con: sqlite3.Connection, org, prefix: str) -> int:
+    """Events of the org whose id starts with prefix (a primary-key range;
+    prefix ends with "-", and "." is the character after it)."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return con.execute("SELECT count(*) FROM events WHERE org_id = ? AND id >= ? AND id < ?",
+                       (org, prefix, upper)).fetchone()[0]
+
+
+def ensure_ingest_org(ctx: Context) -> dict:
+    """The org the ingest and query scenarios share (on the bench plan: no rate
+    limit in reach), and a key with scopes ingest and read."""
+    org = ctx.state.get("ingest_org")
+    if org:
+        return org
+    ensure_bench_org(ctx)
+    plans = "plans.file=%s" % BENCH_PLANS
+    ctx.keel_cli("org", "create", "--name", "Bench ingest", "--slug", INGEST_ORG, "--owner",
+                 "bench@keel.local", "--plan", "bench", "--set", plans)
+    out = ctx.keel_cli("key", "create", "--org", INGEST_ORG, "--name", "bench-ingest", "--scopes",
+                       "ingest,read", "--set", plans).splitlines()
+    key = out[0].strip()
+    key_id = next((line.split(":", 1)[1].strip() for line in out if line.startswith("id:")), "")
+    con = db_connect(ctx)
+    try:
+        org_id = con.execute("SELECT id FROM orgs WHERE slug = ?", (INGEST_ORG,)).fetchone()[0]
+    finally:
+        con.close()
+    org = {"slug": INGEST_ORG, "id": org_id, "key": key, "key_id": key_id}
+    ctx.state["ingest_org"] = org
+    return org
+
+
+_TAG_COUNTER = itertools.count(1)
+
+
+def run_tag(letter: str) -> str:
+    """An id prefix no other wrk run of this data directory uses."""
+    return "%s%x%d" % (letter, int(time.time()) & 0xFFFFF, next(_TAG_COUNTER))
+
+
+def latency_checks(result: dict, prefix: str) -> List[Check]:
+    lat = result["latency_ms"]
+    lua = result.get("lua", {})
+    p95 = lua.get("p95_us")
+    return [
+        Check(prefix + " p50", lat.get("p50"), "ms"),
+        Check(prefix + " p95", p95 / 1000 if p95 is not None else None, "ms"),
+        Check(prefix + " p99", lat.get("p99"), "ms", TARGET_P99_MS, at_least=False),
+    ]
+
+
+def run_ingest(ctx: Context, kind: IngestKind) -> CustomResult:
+    args = ctx.args
+    org = ensure_ingest_org(ctx)
+    tag = run_tag(kind.tag)
+    script = ingest_script(kind, tag, org["key"], ctx.tmp / ("%s.lua" % kind.name))
+    # One request first: keel must answer 202 with everything accepted.
+    status, _, body = http_call(ctx.keel_port, Request(
+        kind.path, "POST", {"Authorization": "Bearer " + org["key"],
+                            "Content-Type": "application/json"},
+        json.dumps({"events": [bench_event("%s-probe-%d" % (tag, i), "sess-0000")
+                               for i in range(kind.per_request)]})
+        if kind.per_request > 1 else json.dumps(bench_event(tag + "-probe-1", "sess-0000"))))
+    if status != 202 or b'"accepted":%d' % kind.per_request not in body:
+        raise HarnessError("%s: keel answered %d %s" % (kind.name, status, body[:300]))
+
+    print("\n%s: wrk -t%d -c%d -d%ds, %d event(s) per request, ids %s-*"
+          % (kind.name, args.threads, args.connections, args.ingest_duration, kind.per_request, tag))
+    sampler = RssSampler(ctx.keel_pid)
+    sampler.start()
+    cpu = CpuMeter(ctx.keel_pid)
+    try:
+        result = run_wrk(args, ctx.keel_port, Request(kind.path), script, args.ingest_duration)
+    finally:
+        mem = sampler.stop()
+    cores = cpu.cores()
+    wait_ingest_idle(ctx)
+    lua = result.get("lua", {})
+    res = CustomResult(wrk=[result])
+    res.problems += ["%s: %s" % (kind.name, p) for p in run_problems(result)]
+    for e in lua.get("error", []):
+        res.problems.append("%s: answer %s" % (kind.name, e))
+
+    # What keel stored against what it acknowledged.
+    con = db_connect(ctx)
+    try:
+        oparam = org_param(con, org["id"])
+        stored = count_prefix(con, oparam, tag + "-") - count_prefix(con, oparam, tag + "-probe-")
+        pending = [str(p) for p in lua.get("pending", [])]
+        stored_pending = sum(count_prefix(con, oparam, rid + "-") for rid in pending)
+    finally:
+        con.close()
+    acked = int(lua.get("accepted", 0))
+    seconds = lua.get("duration_us", 0) / 1e6 or args.ingest_duration
+    line = ("rows stored by the run %d = acknowledged (202, accepted) %d + %d rows of the %d "
+            "request(s) wrk left unanswered when it stopped" % (stored, acked, stored_pending,
+                                                                 len(pending)))
+    res.notes.append(line)
+    res.notes.append("CPU cores used during the run: " + fmt_cores(cores))
+    if stored - stored_pending != acked:
+        res.problems.append("%s: stored rows do not match the acknowledged events: %s"
+                            % (kind.name, line))
+    if lua.get("duplicates") or lua.get("rejected"):
+        res.problems.append("%s: %s duplicates and %s rejected events (expected none)"
+                            % (kind.name, lua.get("duplicates"), lua.get("rejected")))
+    if stored_pending > len(pending) * kind.per_request:
+        res.problems.append("%s: more rows than requests sent" % kind.name)
+
+    events_per_s = acked / seconds
+    res.figures = {"requests_per_sec": result["requests_per_sec"], "events_per_sec": events_per_s,
+                   "acknowledged": acked, "stored": stored, "unanswered_requests": len(pending),
+                   "stored_unanswered": stored_pending, "latency_ms": result["latency_ms"],
+                   "p95_ms": lua.get("p95_us", 0) / 1000, "memory": mem, "cpu_cores": cores}
+    if kind.per_request == 1:
+        res.checks.append(Check("single events", result["requests_per_sec"], "req/s", 15000))
+    else:
+        res.checks.append(Check("batches of 100", events_per_s, "events/s", 40000,
+                                note="%.0f req/s" % result["requests_per_sec"]))
+    lat = latency_checks(result, "latency")
+    if events_per_s > 0:
+        # A closed loop: wrk keeps one request per connection in flight, so the
+        # mean latency is (connections x events per request) / events/s.
+        in_flight = args.connections * kind.per_request
+        lat[-1].note = "Little: %d events in flight / throughput = %.0f ms mean%s" % (
+            in_flight, 1000.0 * in_flight / events_per_s,
+            "; <= %.0f ms needs %s events/s" % (TARGET_P99_MS, fmt_num(
+                in_flight / (TARGET_P99_MS / 1000))) if kind.per_request > 1 else "")
+    res.checks += lat
+    res.checks.append(Check("server RSS under load (max)", mem["rss_max_mib"], "MiB",
+                            TARGET_RSS_MIB, at_least=False,
+                            note="VmHWM (peak since keel started) %s MiB"
+                            % (fmt_num(mem["hwm_mib"]) if mem["hwm_mib"] else "-")))
+    if kind.per_request > 1:
+        size = database_size(ctx)
+        res.figures["database"] = size
+        res.checks.append(Check("database per event", size.get("bytes_per_event"), "bytes",
+                                TARGET_BYTES_PER_EVENT, at_least=False, note=size.get("note", "")))
+    return res
+
+
+def database_size(ctx: Context) -> dict:
+    """keel.db + WAL after a checkpoint (TRUNCATE), over every event stored;
+    and the events table and its indexes alone (dbstat), per event."""
+    con = db_connect(ctx)
+    try:
+        busy = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        rows = con.execute("SELECT count(*) FROM events").fetchone()[0]
+        db = os.path.getsize(ctx.db_path)
+        wal_path = Path(str(ctx.db_path) + "-wal")
+        wal = wal_path.stat().st_size if wal_path.exists() else 0
+        out = {"rows": rows, "db_bytes": db, "wal_bytes": wal, "checkpoint_busy": bool(busy),
+               "bytes_per_event": (db + wal) / rows if rows else None}
+        try:
+            parts = dict(con.execute("SELECT name, sum(pgsize) FROM dbstat WHERE name = 'events' OR"
+                                     " name IN (SELECT name FROM sqlite_schema WHERE"
+                                     " tbl_name = 'events' AND type = 'index') GROUP BY name"))
+            out["events_btrees"] = dict(parts)
+            table = parts.pop("events", 0)
+            out["note"] = "%d rows; events table %.0f B + indexes %.0f B per event" % (
+                rows, table / rows, sum(parts.values()) / rows) if rows else ""
+        except sqlite3.Error:
+            out["note"] = "%d rows" % rows
+        return out
+    finally:
+        con.close()
+
+
+def raw_binary(ctx: Context) -> Path:
+    return Path(ctx.keel_bin).parent / "bench_raw_sqlite"
+
+
+def run_raw_sqlite(ctx: Context) -> CustomResult:
+    binary = raw_binary(ctx)
+    if not os.access(binary, os.X_OK):
+        raise HarnessError("%s not found; `make bench` builds it" % binary)
+    org = ctx.state.get("ingest_org") or {}
+    e = bench_event("x", "sess-0000")
+    res = CustomResult()
+    for mode in ("inserts", "sessions"):
+        db = ctx.tmp / ("raw-%s.db" % mode)
+        argv = [str(binary), "--migrations", str(ROOT / "src" / "store" / "migrations" / "sqlite"),
+                "--db", str(db), "--mode", mode, "--events", str(ctx.args.raw_events),
+                "--tx", "1000", "--sessions", str(INGEST_SESSIONS),
+                "--data", canonical_json(e["data"]), "--metadata", canonical_json(e["metadata"]),
+                "--tags", canonical_json(e["tags"])]
+        for flag, value in (("--org-id", org.get("id")), ("--key-id", org.get("key_id"))):
+            if value:
+                argv += [flag, value]
+        print("\nraw_sqlite: %s mode, %d events in transactions of 1 000" % (mode,
+                                                                            ctx.args.raw_events))
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise HarnessError("bench_raw_sqlite failed (%d): %s" % (proc.returncode,
+                                                                    proc.stderr.strip()))
+        out = json.loads(proc.stdout)
+        res.figures[mode] = out
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+    res.checks.append(Check("ceiling: event INSERTs alone", res.figures["inserts"]["events_per_sec"],
+                            "events/s", note="raw SQLite, same schema/pragmas/rows"))
+    res.checks.append(Check("ceiling: + session read/update", res.figures["sessions"]
+                            ["events_per_sec"], "events/s", note="per event, as keel's append"))
+    res.checks.append(Check("raw database per event", res.figures["inserts"]["bytes_per_event"],
+                            "bytes", note="events table + indexes after a checkpoint"))
+    return res
+
+
+def ensure_events(ctx: Context, org: dict, target: int) -> dict:
+    """Loads the ingest org up to target events through the batch route (wrk
+    with the ingest_batch script, stopped with SIGINT once keel has accepted
+    enough): the rows are real, chain and session rows included."""
+    con = db_connect(ctx)
+    try:
+        oparam = org_param(con, org["id"])
+        have = con.execute("SELECT count(*) FROM events WHERE org_id = ?", (oparam,)).fetchone()[0]
+    finally:
+        con.close()
+    loaded, t0 = 0, time.monotonic()
+    if have < target:
+        print("\nquery: loading %d events through the batch route (%d stored)" % (target - have,
+                                                                                  have))
+    while have < target:
+        tag = run_tag("l")
+        script = ingest_script(INGEST_BATCH, tag, org["key"], ctx.tmp / "load.lua")
+        start = metric(metrics(ctx), 'keel_ingest_events_total{outcome="accepted"}') or 0
+        argv = ["wrk", "-t%d" % ctx.args.threads, "-c%d" % ctx.args.connections, "-d600s",
+                "--timeout", "10s", "-s", str(script),
+                "http://127.0.0.1:%d%s" % (ctx.keel_port, INGEST_BATCH.path)]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            while proc.poll() is None:
+                time.sleep(0.5)
+                now = metric(metrics(ctx), 'keel_ingest_events_total{outcome="accepted"}') or 0
+                if now - start >= target - have:
+                    proc.send_signal(signal.SIGINT)
+                    break
+            proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        wait_ingest_idle(ctx)
+        con = db_connect(ctx)
+        try:
+            now_have = con.execute("SELECT count(*) FROM events WHERE org_id = ?",
+                                   (oparam,)).fetchone()[0]
+        finally:
+            con.close()
+        if now_have <= have:
+            raise HarnessError("loading events for the query scenarios stored nothing")
+        loaded += now_have - have
+        have = now_have
+    return {"events": have, "loaded": loaded, "load_seconds": time.monotonic() - t0}
+
+
+def run_query(ctx: Context, path: str) -> CustomResult:
+    org = ensure_ingest_org(ctx)
+    headers = {"Authorization": "Bearer " + org["key"]}
+    status, _, body = http_call(ctx.keel_port, Request(path, headers=headers))
+    res = CustomResult()
+    if status == 404:
+        res.skipped = "GET %s is not in this build (404): not measured" % path
+        res.checks.append(Check("GET %s p95" % path, None, "ms", TARGET_QUERY_P95_MS,
+                                at_least=False, note="route missing (404)"))
+        return res
+    if status != 200:
+        raise HarnessError("GET %s answered %d: %s" % (path, status, body[:300]))
+    load = ctx.state.get("query_load")
+    if not load:
+        load = ensure_events(ctx, org, ctx.args.query_events)
+        ctx.state["query_load"] = load
+        if load["loaded"]:
+            print("query: %d events stored (%d loaded in %.0fs)" % (load["events"], load["loaded"],
+                                                                   load["load_seconds"]))
+        # The size target once more, at the query scenarios' volume.
+        size = database_size(ctx)
+        res.figures["database"] = size
+        res.checks.append(Check("database per event", size.get("bytes_per_event"), "bytes",
+                                TARGET_BYTES_PER_EVENT, at_least=False, note=size.get("note", "")))
+    status, _, body = http_call(ctx.keel_port, Request(path, headers=headers))
+    items = answer_items(body)
+    script = query_script(path, org["key"], ctx.tmp / ("query%s.lua" % path.replace("/", "-")))
+    res.figures.update({"events": load["events"], "body_bytes": len(body), "items": items,
+                        "load": load, "runs": {}})
+    # The target at a few clients (requests back to back: the latency of one
+    # request), then the throughput at the harness's connections, where
+    # latency is mostly queueing (connections / throughput).
+    for label, connections in (("target", ctx.args.query_connections),
+                               ("saturated", ctx.args.connections)):
+        run_args = argparse.Namespace(**dict(vars(ctx.args), connections=connections,
+                                             threads=min(ctx.args.threads, connections)))
+        print("\nquery: GET %s, %d events in the org, wrk -t%d -c%d -d%ds (%s)"
+              % (path, load["events"], run_args.threads, connections, ctx.args.duration, label))
+        sampler = RssSampler(ctx.keel_pid)
+        sampler.start()
+        try:
+            result = run_wrk(run_args, ctx.keel_port, Request(path), script, ctx.args.duration)
+        finally:
+            mem = sampler.stop()
+        wait_keel_idle(ctx.keel_port)
+        result["connections"] = connections
+        res.wrk.append(result)
+        res.problems += ["GET %s: %s" % (path, p) for p in run_problems(result)]
+        p95 = result.get("lua", {}).get("p95_us")
+        p95_ms = p95 / 1000 if p95 is not None else None
+        res.figures["runs"][label] = {"connections": connections, "memory": mem,
+                                      "requests_per_sec": result["requests_per_sec"],
+                                      "latency_ms": result["latency_ms"], "p95_ms": p95_ms}
+        note = "-c%d, %.0f req/s, %d events, %d items, %d-byte answer" % (
+            connections, result["requests_per_sec"], load["events"], items, len(body))
+        if label == "target":
+            res.checks.append(Check("GET %s p95" % path, p95_ms, "ms", TARGET_QUERY_P95_MS,
+                                    at_least=False, note=note))
+        else:
+            res.checks.append(Check("GET %s p95, saturated" % path, p95_ms, "ms", note=note))
+    return res
+
+
+def answer_items(body: bytes) -> int:
+    """The length of the first list in a JSON answer (the page's items)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return -1
+    if isinstance(doc, list):
+        return len(doc)
+    if isinstance(doc, dict):
+        for v in doc.values():
+            if isinstance(v, list):
+                return len(v)
+    return -1
+
+
+def run_custom(ctx: Context, scenarios: List[Scenario]) -> Dict[str, CustomResult]:
+    for s in scenarios:
+        if not keel_alive(ctx):
+            raise HarnessError("keel is not running before %s" % s.name)
+        res = s.runner(ctx)
+        ctx.results[s.name] = res
+        print("%s:" % s.name)
+        for note in res.notes:
+            print("  " + note)
+        if res.skipped:
+            print("  skipped: " + res.skipped)
+        for c in res.checks:
+            print("  " + c.line())
+    return ctx.results
+
+
+def keel_alive(ctx: Context) -> bool:
+    try:
+        os.kill(ctx.keel_pid, 0)
+        return True
+    except (OSError, TypeError):
+        return False
+
+
+def summarize_custom(ctx: Context) -> dict:
+    """The figures of the runner scenarios against their targets, the ratio
+    of keel's batch ingestion to the raw ceiling, and the quoted reference."""
+    results = ctx.results
+    batch, raw = results.get("ingest_batch"), results.get("raw_sqlite")
+    cross: List[Check] = []
+    if batch and raw and batch.figures and raw.figures:
+        eps = batch.figures["events_per_sec"]
+        cross.append(Check("ingest_batch / INSERTs-alone ceiling",
+                           eps / raw.figures["inserts"]["events_per_sec"], "x", TARGET_RAW_RATIO))
+        cross.append(Check("ingest_batch / with-sessions ceiling",
+                           eps / raw.figures["sessions"]["events_per_sec"], "x"))
+    print("\nsummary: ingestion and queries (durable: WAL, synchronous=FULL, 202 after commit)")
+    for name, res in results.items():
+        for c in res.checks:
+            print("  %-15s %s" % (name, c.line()))
+        if res.skipped:
+            print("  %-15s skipped: %s" % (name, res.skipped))
+    for c in cross:
+        print("  %-15s %s" % ("ratio", c.line()))
+    print("")
+    for line in QUOTED_REFERENCE:
+        print("  " + line)
+    out = {name: res.to_json() for name, res in results.items()}
+    out["ratios"] = [c.to_json() for c in cross]
+    ctx.state["ratio_checks"] = cross
+    out["quoted_reference"] = QUOTED_REFERENCE
+    return out
 
 
 # --- the run ---------------------------------------------------------------------
@@ -453,11 +1271,16 @@ def median_of(runs: List[dict], key: str, sub: Optional[str] = None) -> Optional
 
 
 def git_commit() -> str:
+    """HEAD, with "+modified" when the work tree differs from it (the figures
+    are then those of uncommitted code)."""
     try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
                               capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    diff = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--"],
+                          capture_output=True)
+    return head + ("+modified" if diff.returncode == 1 else "")
 
 
 def parse_args(argv):
@@ -483,9 +1306,22 @@ def parse_args(argv):
     ap.add_argument("--no-reference", action="store_true", help="benchmark keel alone")
     ap.add_argument("--out-dir", default=str(ROOT / "bench" / "out"), help="JSON results directory")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--ingest-duration", type=float, default=20,
+                    help="seconds per ingest scenario (default 20)")
+    ap.add_argument("--raw-events", type=int, default=500000,
+                    help="events per raw_sqlite mode (default 500 000)")
+    ap.add_argument("--query-events", type=int, default=1000000,
+                    help="events stored before the query scenarios (default 1 000 000)")
+    ap.add_argument("--query-connections", type=int, default=4,
+                    help="wrk connections for the query targets (default 4; then again at "
+                         "--connections for throughput)")
+    ap.add_argument("--strict-targets", action="store_true",
+                    help="exit 1 when a runner scenario misses a target (default: report only)")
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.duration < 1 or args.threads < 1 or args.connections < args.threads:
         ap.error("need --rounds >= 1, --duration >= 1, --threads >= 1, --connections >= --threads")
+    if args.ingest_duration < 1 or args.raw_events < 1000 or args.query_events < 1:
+        ap.error("need --ingest-duration >= 1, --raw-events >= 1000, --query-events >= 1")
     return args
 
 
@@ -510,7 +1346,8 @@ def main(argv) -> int:
             print("%-16s %s%s" % (s.name, s.description, "" if s.reference else " (keel only)"))
         return 0
     scenarios = select_scenarios(args)
-    for tool in ("wrk",) + (() if args.no_reference else (args.nginx,)):
+    needs_nginx = not args.no_reference and any(s.reference for s in scenarios)
+    for tool in ("wrk",) + ((args.nginx,) if needs_nginx else ()):
         if not shutil.which(tool):
             raise HarnessError("%s not found (make deps installs it)" % tool)
     if not os.access(args.keel, os.X_OK):
@@ -538,14 +1375,19 @@ def main(argv) -> int:
 
 
 def run(args, scenarios: List[Scenario], tmp: Path, services: List[Service]) -> int:
+    custom = [s for s in scenarios if s.runner]
+    scenarios = [s for s in scenarios if not s.runner]
     with_reference = not args.no_reference and any(s.reference for s in scenarios)
+    load_start = os.getloadavg()
+    print("bench: load average %.2f %.2f %.2f (1, 5, 15 min) on %d CPUs" % (
+        load_start + (os.cpu_count() or 0,)))
 
     keel_port = free_port()
     data_dir = tmp / "keel-data"
     data_dir.mkdir()
     keel_argv = [os.path.abspath(args.keel), "serve", "--listen", "127.0.0.1:%d" % keel_port,
                  "--data-dir", str(data_dir), "--set", "log.access=false"]
-    for setting in args.set + [kv for s in scenarios for kv in s.keel_set]:
+    for setting in dict.fromkeys(args.set + [kv for s in scenarios + custom for kv in s.keel_set]):
         keel_argv += ["--set", setting]
     keel = Service("keel", keel_argv, tmp / "keel.log", env=dict(os.environ, KEEL_LOG_LEVEL="warn"))
     services.append(keel)
@@ -565,7 +1407,8 @@ def run(args, scenarios: List[Scenario], tmp: Path, services: List[Service]) -> 
     keel.wait_ready(keel_port, "/healthz", 30)
 
     # Build the A/B pairs and check that both sides answer as expected.
-    ctx = Context(keel_port, data_dir, os.path.abspath(args.keel))
+    ctx = Context(keel_port, data_dir, os.path.abspath(args.keel), args=args,
+                  keel_pid=keel.proc.pid if keel.proc else None, tmp=tmp)
     pairs = []
     problems = []
     print("bench: keel %s on :%d%s" % (args.keel, keel_port,
@@ -589,7 +1432,7 @@ def run(args, scenarios: List[Scenario], tmp: Path, services: List[Service]) -> 
 
     settings = "wrk -t%d -c%d -d%ds --latency" % (args.threads, args.connections,
                                                    max(1, round(args.duration)))
-    if args.warmup > 0:
+    if args.warmup > 0 and pairs:
         print("bench: warm-up, %.0fs per target" % args.warmup)
         for s, targets in pairs:
             for target in targets:
@@ -597,7 +1440,7 @@ def run(args, scenarios: List[Scenario], tmp: Path, services: List[Service]) -> 
                 wait_keel_idle(keel_port)
 
     runs: Dict[str, Dict[str, List[dict]]] = {s.name: {t.name: [] for t in ts} for s, ts in pairs}
-    for round_no in range(1, args.rounds + 1):
+    for round_no in range(1, args.rounds + 1 if pairs else 1):
         print("\nround %d/%d (%s)" % (round_no, args.rounds, settings))
         rows = []
         for s, targets in pairs:
@@ -611,15 +1454,37 @@ def run(args, scenarios: List[Scenario], tmp: Path, services: List[Service]) -> 
                     raise HarnessError("keel died during the run\n" + keel.log_tail())
         print_round_table(rows)
 
-    summary = summarize(args, pairs, runs)
-    write_results(args, settings, summary, runs)
+    summary = summarize(args, pairs, runs) if pairs else {}
+    custom_summary = {}
+    if custom:
+        run_custom(ctx, custom)
+        if not keel.running():
+            raise HarnessError("keel died during the run\n" + keel.log_tail())
+        custom_summary = summarize_custom(ctx)
+        for name, res in ctx.results.items():
+            runs[name] = {"keel": res.wrk}
+    load_end = os.getloadavg()
+    print("\nbench: load average %.2f %.2f %.2f at the end (it was %.2f %.2f %.2f)"
+          % (load_end + load_start))
+    write_results(args, settings, dict(summary, **custom_summary), runs,
+                  {"start": load_start, "end": load_end})
     bad_runs = ["%s/%s round %d: %s" % (name, target, r["round"], "; ".join(run_problems(r)))
                 for name, by_target in runs.items() for target, rs in by_target.items()
-                for r in rs if run_problems(r)]
+                for r in rs if "round" in r and run_problems(r)]
+    bad_runs += [p for res in ctx.results.values() for p in res.problems]
     if bad_runs:
         print("\nbench: FAILED: runs with errors (their figures are not comparable):\n  "
               + "\n  ".join(bad_runs))
         return 1
+    missed = ["%s %s" % (name, c.label) for name, res in ctx.results.items() for c in res.checks
+              if c.verdict() == "MISSED"]
+    missed += ["ratio " + c.label for c in ctx.state.get("ratio_checks", [])
+               if c.verdict() == "MISSED"]
+    if missed:
+        print("\nbench: targets missed: %s%s" % (", ".join(missed), "" if args.strict_targets else
+                                                 " (reported only; --strict-targets fails)"))
+        if args.strict_targets:
+            return 1
     return 0
 
 
@@ -690,7 +1555,7 @@ def summarize(args, pairs, runs) -> dict:
     return summary
 
 
-def write_results(args, settings, summary, runs):
+def write_results(args, settings, summary, runs, load=None):
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -698,9 +1563,12 @@ def write_results(args, settings, summary, runs):
         "started": stamp,
         "commit": git_commit(),
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
-                 "kernel": platform.release(), "python": platform.python_version()},
+                 "kernel": platform.release(), "python": platform.python_version(),
+                 "load_average": load},
         "settings": {"wrk": settings, "rounds": args.rounds, "duration_s": args.duration,
-                     "warmup_s": args.warmup, "keel": args.keel, "keel_set": args.set},
+                     "warmup_s": args.warmup, "keel": args.keel, "keel_set": args.set,
+                     "ingest_duration_s": args.ingest_duration, "raw_events": args.raw_events,
+                     "query_events": args.query_events},
         "summary": summary,
         "runs": runs,
     }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/ingest.h"
 #include "app.h"
 #include "core/crypto.h"
 #include "core/limits.h"
@@ -249,7 +250,11 @@ int app_serve(const struct config *cfg) {
   http_quiesce(http);
   unsigned left = http_drain(http, t0 + cfg->http_shutdown_grace_s * US_PER_SEC);
   workers_shutdown(workers); /* runs what is queued; resumes their connections */
-  if (left) left = http_drain(http, time_mono_us() + US_PER_SEC);
+  /* Batches handed to the store writer are committed and answered before
+   * the connections close: nothing acknowledged is lost, and no writer
+   * callback outlives its request. */
+  ingest_drain(api_ingest(api));
+  left = http_drain(http, time_mono_us() + US_PER_SEC);
   http_stop(http);
   api_free(api); /* before the store closes: it flushes API keys' last_used_at */
   store_close(store);

@@ -29,7 +29,16 @@ struct api;
 struct ctx;
 struct workers;
 
+/*
+ * A handler returns 0 once the response is set, a KEEL_E* status (answered
+ * by api_status), or API_DEFERRED: it handed the request to another thread
+ * (the store writer, for ingestion), which sets the response and calls
+ * ctx_resume exactly once. After returning API_DEFERRED — indeed as soon as
+ * the hand-off is made — the handler must not touch ctx: it may already be
+ * gone.
+ */
 typedef int (*api_handler_fn)(struct ctx *ctx);
+#define API_DEFERRED 1
 
 enum auth_kind {
   AUTH_PUBLIC = 0, /* no credentials */
@@ -86,6 +95,9 @@ const struct route *routes_audit(size_t *count);       /* audit.c */
 const struct route *routes_admin(size_t *count);       /* admin.c */
 const struct route *routes_plans(size_t *count);       /* plans.c */
 const struct route *routes_keys(size_t *count);        /* keys.c */
+const struct route *routes_ingest(size_t *count);      /* ingest.c */
+const struct route *routes_telemetry(size_t *count);   /* telemetry.c */
+const struct route *routes_deadletters(size_t *count); /* deadletters.c */
 
 /* --- router (router.c): pure matching, unit-tested --------------------- */
 
@@ -263,6 +275,10 @@ void metrics_inflight_add(struct metrics *m, int delta);
 /* Appends the Prometheus text exposition of everything recorded, with the
  * route table for labels. */
 int metrics_render(struct metrics *m, const struct route *routes, size_t nroutes, struct buf *out);
+
+/* Completes a request whose handler returned API_DEFERRED: the response
+ * must be set. Any thread; exactly once. */
+void ctx_resume(struct ctx *ctx);
 
 /* Service handlers (service.c). */
 int handle_healthz(struct ctx *ctx);

@@ -11,6 +11,8 @@
 
 #include "api/api.h"
 #include "api/authcache.h"
+#include "api/deadletters.h"
+#include "api/ingest.h"
 #include "api/keys.h"
 #include "core/crypto.h"
 #include "core/json.h"
@@ -34,6 +36,9 @@ struct api {
   atomic_bool draining;
   struct keys *keys;           /* the API-keys area (api/keys.h) */
   struct authcache *authcache; /* session authentication (api/authcache.h); NULL without a store */
+  struct ingest *ingest;       /* the ingestion pipeline (api/ingest.h) */
+  struct deadletters
+      *deadletters; /* dead-letter depth and expiry (api/deadletters.h); NULL without a store */
 };
 
 struct api *api_new(const struct api_options *opt) {
@@ -50,7 +55,17 @@ struct api *api_new(const struct api_options *opt) {
   atomic_init(&api->draining, false);
   api->keys = keys_start(api);
   if (api->store) api->authcache = authcache_new(NULL);
+  api->ingest = ingest_start(api);
+  if (api->store) api->deadletters = deadletters_start(api);
   return api;
+}
+
+struct ingest *api_ingest(const struct api *api) {
+  return api->ingest;
+}
+
+struct deadletters *api_deadletters(const struct api *api) {
+  return api->deadletters;
 }
 
 struct authcache *api_authcache(const struct api *api) {
@@ -72,6 +87,8 @@ const uint8_t *api_key_mac_key(const struct api *api) {
 void api_free(struct api *api) {
   if (!api) return;
   keys_stop(api->keys); /* flushes last_used_at: the store must still be open */
+  deadletters_stop(api->deadletters);
+  ingest_stop(api->ingest);
   authcache_free(api->authcache);
   crypto_wipe(&api->session_keys, sizeof(api->session_keys));
   crypto_wipe(api->key_mac_key, sizeof(api->key_mac_key));
@@ -122,6 +139,8 @@ int api_render_gauges(struct api *api, struct buf *out) {
                      workers_queued(api->workers));
   }
   rc |= keys_render_metrics(api->keys, out);
+  rc |= ingest_render_metrics(api->ingest, out);
+  rc |= deadletters_render_metrics(api->deadletters, out);
   rc |= authcache_render_metrics(api->authcache, out);
   return rc ? -1 : 0;
 }
@@ -207,20 +226,32 @@ static int on_headers(struct http_req *req, void *ud) {
 
 /* --- request phase ------------------------------------------------------ */
 
-/* Runs the route's handler with the request's log context set. */
-static void run_request(struct ctx *ctx) {
+/* Runs the route's handler with the request's log context set. Returns
+ * true when the handler deferred the request (API_DEFERRED): ctx may then
+ * already be gone. */
+static bool run_request(struct ctx *ctx) {
   log_set_request_id(ctx->request_id);
+  bool deferred = false;
   if (mw_run(ctx) == 0) {
     int rc = ctx->route->handler(ctx);
-    if (rc != 0) api_status(ctx, rc);
+    if (rc == API_DEFERRED) {
+      deferred = true;
+    } else if (rc != 0) {
+      api_status(ctx, rc);
+    }
   }
   log_clear_context();
+  return deferred;
+}
+
+void ctx_resume(struct ctx *ctx) {
+  http_req_resume(ctx->req);
 }
 
 static void worker_job(void *arg) {
   struct ctx *ctx = arg;
-  run_request(ctx);
-  http_req_resume(ctx->req);
+  struct http_req *req = ctx->req;
+  if (!run_request(ctx)) http_req_resume(req);
 }
 
 static int on_request(struct http_req *req, void *ud) {
@@ -229,20 +260,18 @@ static int on_request(struct http_req *req, void *ud) {
   metrics_inflight_add(api->metrics, 1);
   ctx->dispatched = true;
   if (ctx->route->flags & ROUTE_INLINE || !api->workers) {
-    run_request(ctx);
-    return HTTP_DONE;
+    return run_request(ctx) ? HTTP_DEFERRED : HTTP_DONE;
   }
   if (ctx->route->flags & ROUTE_INLINE_KEY) {
     /* A key found in the cache is authenticated (and the answer given)
      * here, without the hop to a worker; anything else goes there. */
     enum keys_preauth pre = keys_preauthenticate(ctx);
-    if (pre == KEYS_PREAUTH_READY) run_request(ctx);
+    if (pre == KEYS_PREAUTH_READY) return run_request(ctx) ? HTTP_DEFERRED : HTTP_DONE;
     if (pre != KEYS_PREAUTH_DEFER) return HTTP_DONE;
   }
   if (ctx->route->flags & ROUTE_INLINE_SESSION && mw_session_preauthenticate(ctx)) {
     /* Cookie, user and membership from the cache: no hop to a worker. */
-    run_request(ctx);
-    return HTTP_DONE;
+    return run_request(ctx) ? HTTP_DEFERRED : HTTP_DONE;
   }
   int rc = workers_submit(api->workers, worker_job, ctx);
   if (rc != 0) {

@@ -242,7 +242,10 @@ static int user_of(struct ctx *ctx, const char *user_id, struct steps *st) {
 static int authenticate_session(struct ctx *ctx, struct steps *st) {
   struct slice token = cookie_value(ctx->req, SESSION_COOKIE);
   if (!token.p || token.len == 0) {
-    api_problem(ctx, "unauthorized", "sign in first: no session cookie was sent");
+    api_problem(ctx, "unauthorized",
+                ctx->route->auth == AUTH_ANY
+                    ? "send an API key (Authorization: Bearer kl_...) or sign in first"
+                    : "sign in first: no session cookie was sent");
     return 1;
   }
   struct session_claims *c = claims_of(ctx, token, time_now_us() / US_PER_SEC);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/deadletters.h"
 #include "core/embedded.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -41,6 +42,9 @@ int handle_readyz(struct ctx *ctx) {
                              "schema_version", current);
   json_object_set_new(checks, "write_queue_depth",
                       json_integer((json_int_t)store_write_queue_depth(store)));
+  /* Shown, never a reason to be unready: dead letters wait for an operator. */
+  json_object_set_new(checks, "dead_letters",
+                      json_integer((json_int_t)deadletters_depth(api_deadletters(ctx->api))));
   return api_json(ctx, 200, json_pack("{s:s, s:o}", "status", "ready", "checks", checks));
 }
 

@@ -86,6 +86,10 @@ static const struct config_setting settings[] = {
             "comma-separated origins allowed on cookie-authenticated changes; empty: public_url"),
     INT_ROW("auth.login_per_ip_per_min", auth_login_per_ip_per_min, "30", 1, 100000,
             "login and sign-up attempts per minute from one IP address"),
+    INT_ROW("ingest.queue_max", ingest_queue_max, "100000", 1, 100000000,
+            "events waiting for the store writer above which ingestion answers 503"),
+    INT_ROW("dead_letters.expiry_interval_s", dead_letters_expiry_interval_s, "60", 1, 86400,
+            "seconds between runs of the job that deletes dead letters older than 7 days"),
 };
 
 #define SETTINGS_COUNT (sizeof(settings) / sizeof(settings[0]))

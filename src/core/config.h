@@ -49,6 +49,8 @@ struct config {
   char *prices_file;                 /* prices.file: override of the model price table */
   char *http_allowed_origins;        /* http.allowed_origins: CSRF Origin allow-list */
   int64_t auth_login_per_ip_per_min; /* auth.login_per_ip_per_min */
+  int64_t ingest_queue_max;          /* ingest.queue_max: backpressure threshold (events) */
+  int64_t dead_letters_expiry_interval_s; /* dead_letters.expiry_interval_s */
 };
 
 enum config_type { CONFIG_STRING, CONFIG_INT, CONFIG_BOOL };

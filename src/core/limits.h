@@ -232,4 +232,9 @@
  * (the CLI, another node) is seen. */
 #define AUTHCACHE_MAX_AGE_US 1000000
 
+/* Dead letters are kept for a week: long enough to notice (an alert on the
+ * depth) and replay after an outage, short enough that a broken client does
+ * not fill the disk. */
+#define LIMIT_DEAD_LETTER_TTL_US (7LL * 24 * 3600 * 1000000)
+
 #endif

@@ -31,6 +31,7 @@
 #include "core/limits.h"
 #include "core/time.h"
 #include "core/xmalloc.h"
+#include "domain/pricing.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -38,6 +39,7 @@ struct ingest_batch_mem {
   json_t *root;
   struct arena *arena; /* error paths, generated ids */
   struct buf scratch;  /* canonical data/metadata, to measure them */
+  struct buf canon;    /* events_prepare's canonical forms, one at a time */
   size_t errors_cap;
 };
 
@@ -292,7 +294,7 @@ static void check_timestamp(struct event_check *c, const json_t *ev) {
  * Returns 0 when absent or valid.
  */
 static int check_object_member(struct event_check *c, const json_t *ev, const char *key,
-                               size_t max_bytes, json_t **out) {
+                               size_t max_bytes, json_t **out, struct slice *canon) {
   json_t *obj = NULL;
   int rc = json_get_obj(ev, key, NULL, JSON_OPTIONAL, &obj, &c->fe);
   if (rc == 1) return 0;
@@ -308,6 +310,7 @@ static int check_object_member(struct event_check *c, const json_t *ev, const ch
     return -1;
   }
   *out = obj;
+  *canon = slice_make(arena_strndup(c->b->mem->arena, scratch->data, scratch->len), scratch->len);
   return 0;
 }
 
@@ -448,9 +451,10 @@ static void validate_event(struct ingest_batch *b, enum events_entry entry, cons
     json_get_enum(ev, "severity", NULL, JSON_OPTIONAL, severity_names, EVENT_SEVERITY_COUNT,
                   &severity, &c.fe);
     e->severity = (enum event_severity)severity;
-    int data_rc = check_object_member(&c, ev, "data", LIMIT_EVENT_DATA_MAX, &data);
+    int data_rc = check_object_member(&c, ev, "data", LIMIT_EVENT_DATA_MAX, &data, &e->data_canon);
     e->data = data;
-    check_object_member(&c, ev, "metadata", LIMIT_EVENT_METADATA_MAX, &e->metadata);
+    check_object_member(&c, ev, "metadata", LIMIT_EVENT_METADATA_MAX, &e->metadata,
+                        &e->metadata_canon);
     check_tags(&c, ev);
     /* Typed fields only over a usable data (absent counts: its required
      * members are then reported missing). */
@@ -518,6 +522,7 @@ int events_parse(struct slice body, const struct events_parse_opts *opts,
   buf_init(&out->mem->scratch, LIMIT_EVENT_DATA_MAX > LIMIT_EVENT_METADATA_MAX
                                    ? LIMIT_EVENT_DATA_MAX
                                    : LIMIT_EVENT_METADATA_MAX);
+  buf_init(&out->mem->canon, LIMIT_EVENT_CANONICAL_MAX);
 
   if (!json_is_object(root)) {
     field_errors_add(&out->body_errors, "", "wrong_type", "must be a JSON object");
@@ -547,6 +552,7 @@ void events_batch_free(struct ingest_batch *b) {
     json_decref(b->mem->root);
     arena_free(b->mem->arena);
     buf_free(&b->mem->scratch);
+    buf_free(&b->mem->canon);
     xfree(b->mem);
   }
   xfree(b->events);
@@ -611,4 +617,67 @@ size_t events_find_duplicates(const struct ingest_batch *b, size_t *first_of) {
   }
   xfree(refs);
   return dups;
+}
+
+/* --- preparation for the store ------------------------------------------- */
+
+/* The cost of an llm_call: the org's prices at the event's time, or the
+ * client's cost when it sent one. Pricing never fails an event: a call that
+ * cannot be priced costs 0, flagged unpriced. */
+static void event_cost(const char *org_id, struct ingest_event *e) {
+  e->cost_nano = 0;
+  e->cost_flags = 0;
+  if (e->type != EVENT_LLM_CALL) return;
+  const struct ingest_llm_call *llm = &e->typed.llm;
+  struct pricing_usage u = {
+      .org_id = org_id,
+      .provider = slice_from_cstr(llm->provider),
+      .model = slice_from_cstr(llm->model),
+      .input_tokens = llm->input_tokens,
+      .output_tokens = llm->output_tokens,
+      .reasoning_tokens = llm->reasoning_tokens,
+      .cache_read_tokens = llm->cache_read_tokens,
+      .cache_write_tokens = llm->cache_write_tokens,
+      .has_client_cost = llm->client_cost_nusd >= 0,
+      .client_cost_nano = llm->client_cost_nusd >= 0 ? llm->client_cost_nusd : 0,
+  };
+  struct pricing_result r;
+  if (pricing_cost(&u, e->timestamp_us, &r) != 0) {
+    e->cost_flags = PRICING_UNPRICED;
+    if (u.has_client_cost) {
+      e->cost_nano = u.client_cost_nano;
+      e->cost_flags |= PRICING_CLIENT_SUPPLIED;
+    }
+    return;
+  }
+  e->cost_nano = r.cost_nano;
+  e->cost_flags = r.flags;
+}
+
+int events_prepare_one(struct ingest_event *e, const char *org_id, struct buf *out) {
+  buf_reset(out);
+  if (events_canonical_spans(e, out, &e->canon_data, &e->canon_metadata, &e->canon_tags) != 0) {
+    return -1;
+  }
+  e->canon = out->data;
+  e->canon_len = out->len;
+  event_cost(org_id, e);
+  e->prepared = true;
+  return 0;
+}
+
+void events_prepare(struct ingest_batch *b, const char *org_id) {
+  struct buf *scratch = &b->mem->canon;
+  for (size_t i = 0; i < b->count; i++) {
+    struct ingest_event *e = &b->events[i];
+    if (!e->valid || e->prepared) continue;
+    if (events_prepare_one(e, org_id, scratch) != 0) {
+      e->valid = false;
+      b->rejected++;
+      batch_add_error(b, e->index, arena_printf(b->mem->arena, "events[%zu]", e->index),
+                      "invalid_format", "has no canonical form");
+      continue;
+    }
+    e->canon = arena_strndup(b->mem->arena, scratch->data, scratch->len);
+  }
 }

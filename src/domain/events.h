@@ -133,6 +133,24 @@ struct ingest_event {
   } typed;
 
   int64_t received_us; /* the batch's received time */
+
+  /* The canonical encodings of data and metadata as validation measured
+   * them (batch memory; p NULL when not computed): the canonical form reuses
+   * them instead of encoding again. Whoever changes data or metadata after
+   * validation must clear them. */
+  struct slice data_canon, metadata_canon;
+
+  /* Filled by events_prepare (off the store writer): the canonical form
+   * (docs/hash-chain.md) in the batch's memory, the spans of its data,
+   * metadata and tags values (the stored columns), and an llm_call's cost. */
+  bool prepared;
+  const char *canon;
+  size_t canon_len;
+  struct events_span {
+    size_t off, len;
+  } canon_data, canon_metadata, canon_tags;
+  int64_t cost_nano;   /* 0 unless llm_call */
+  unsigned cost_flags; /* domain/pricing.h enum pricing_flag bits */
 };
 
 /* One per-event error of a batch; the strings are borrowed from the batch
@@ -188,6 +206,22 @@ struct ingest_batch {
  */
 int events_parse(struct slice body, const struct events_parse_opts *opts, struct ingest_batch *out);
 
+/*
+ * Prepares every valid, enriched event of b for the store (the work that
+ * need not run on the single store writer): its canonical form with the
+ * spans of data/metadata/tags, and the cost of an llm_call from the price
+ * table for org_id at the event's time (a client-supplied cost wins and is
+ * flagged; a call that cannot be priced costs 0, flagged unpriced). An event
+ * that has no canonical form (cannot happen after validation) is marked
+ * invalid with an error. Idempotent.
+ */
+void events_prepare(struct ingest_batch *b, const char *org_id);
+
+/* Prepares one event whose strings outlive the call, with the canonical
+ * form in out (reset first; e->canon points into it). 0 or -1 (no
+ * canonical form). For callers without a batch (replay, tests). */
+int events_prepare_one(struct ingest_event *e, const char *org_id, struct buf *out);
+
 /* Releases everything the batch owns; the events' strings die with it.
  * Safe on a zeroed or already freed batch. */
 void events_batch_free(struct ingest_batch *b);
@@ -228,8 +262,15 @@ int events_canonical_json(const json_t *v, struct buf *out);
 /* Appends the canonical text of a real number ("0.1", "1e+21", "-0.0"). */
 int events_canonical_real(double d, struct buf *out);
 
+/* The same, recording where the data, metadata and tags values start
+ * (offsets from the start of the event's canonical form) and their lengths. */
+int events_canonical_spans(const struct ingest_event *e, struct buf *out, struct events_span *data,
+                           struct events_span *metadata, struct events_span *tags);
+
 /* out = SHA-256(prev || canon). out may alias prev. */
 void events_chain_hash(const uint8_t prev[EVENT_HASH_LEN], const struct buf *canon,
                        uint8_t out[EVENT_HASH_LEN]);
+void events_chain_hash_raw(const uint8_t prev[EVENT_HASH_LEN], const void *canon, size_t len,
+                           uint8_t out[EVENT_HASH_LEN]);
 
 #endif

@@ -270,7 +270,8 @@ static int put_member_name(struct buf *out, const char *key, bool first) {
   return buf_putc(out, ':');
 }
 
-static int put_event(const struct ingest_event *e, struct buf *out) {
+static int put_event(const struct ingest_event *e, struct buf *out, size_t start,
+                     struct events_span *spans) {
   const char *type = event_type_name(e->type);
   const char *severity = event_severity_name(e->severity);
 
@@ -288,26 +289,58 @@ static int put_event(const struct ingest_event *e, struct buf *out) {
   /* Absent data/metadata/tags are the same event as {} / {} / []. The event
    * object is level 1, so its members start at depth 1. */
   if (put_member_name(out, "data", false)) return -1;
-  if (e->data ? put_value(e->data, 1, out) : buf_append_cstr(out, "{}")) return -1;
+  spans[0].off = out->len - start;
+  if (e->data && e->data_canon.p ? buf_append(out, e->data_canon.p, e->data_canon.len)
+      : e->data                  ? put_value(e->data, 1, out)
+                                 : buf_append_cstr(out, "{}")) {
+    return -1;
+  }
+  spans[0].len = out->len - start - spans[0].off;
   if (put_member_name(out, "metadata", false)) return -1;
-  if (e->metadata ? put_value(e->metadata, 1, out) : buf_append_cstr(out, "{}")) return -1;
+  spans[1].off = out->len - start;
+  if (e->metadata && e->metadata_canon.p
+          ? buf_append(out, e->metadata_canon.p, e->metadata_canon.len)
+      : e->metadata ? put_value(e->metadata, 1, out)
+                    : buf_append_cstr(out, "{}")) {
+    return -1;
+  }
+  spans[1].len = out->len - start - spans[1].off;
   if (put_member_name(out, "tags", false)) return -1;
+  spans[2].off = out->len - start;
   if (e->tags ? put_value(e->tags, 1, out) : buf_append_cstr(out, "[]")) return -1;
+  spans[2].len = out->len - start - spans[2].off;
   return buf_putc(out, '}');
 }
 
 int events_canonical(const struct ingest_event *e, struct buf *out) {
+  struct events_span spans[3];
   size_t start = out->len;
-  return restore_on_failure(out, start, put_event(e, out));
+  return restore_on_failure(out, start, put_event(e, out, start, spans));
+}
+
+int events_canonical_spans(const struct ingest_event *e, struct buf *out, struct events_span *data,
+                           struct events_span *metadata, struct events_span *tags) {
+  struct events_span spans[3];
+  size_t start = out->len;
+  int rc = restore_on_failure(out, start, put_event(e, out, start, spans));
+  if (rc == 0) {
+    *data = spans[0];
+    *metadata = spans[1];
+    *tags = spans[2];
+  }
+  return rc;
+}
+
+void events_chain_hash_raw(const uint8_t prev[EVENT_HASH_LEN], const void *canon, size_t len,
+                           uint8_t out[EVENT_HASH_LEN]) {
+  crypto_hash_sha256_state st;
+  crypto_hash_sha256_init(&st);
+  crypto_hash_sha256_update(&st, prev, EVENT_HASH_LEN);
+  if (len > 0) crypto_hash_sha256_update(&st, (const unsigned char *)canon, len);
+  crypto_hash_sha256_final(&st, out);
 }
 
 void events_chain_hash(const uint8_t prev[EVENT_HASH_LEN], const struct buf *canon,
                        uint8_t out[EVENT_HASH_LEN]) {
-  crypto_hash_sha256_state st;
-  crypto_hash_sha256_init(&st);
-  crypto_hash_sha256_update(&st, prev, EVENT_HASH_LEN);
-  if (canon->len > 0) {
-    crypto_hash_sha256_update(&st, (const unsigned char *)canon->data, canon->len);
-  }
-  crypto_hash_sha256_final(&st, out);
+  events_chain_hash_raw(prev, canon->data, canon->len, out);
 }

@@ -548,10 +548,15 @@ void http_req_resume(struct http_req *req) {
    * connection may be answered and freed at any moment, so nothing here
    * touches c after the push. */
   pthread_mutex_lock(&io->mu);
+  bool was_empty = io->resume_head == NULL;
   c->resume_next = io->resume_head;
   io->resume_head = c;
   pthread_mutex_unlock(&io->mu);
-  io_wake(io);
+  /* One wake per batch of resumes, not per request (a write(2) each, on the
+   * store writer's thread for ingestion): a non-empty list means a wake is
+   * already on its way, and io_main reads the eventfd before it takes the
+   * list, so nothing pushed after a take can be missed. */
+  if (was_empty) io_wake(io);
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *mhd, const char *url,

@@ -35,9 +35,20 @@ struct db_stmt *db_prepare(struct store_tx *tx, const char *sql);
 /* Binding: idx is 1-based. Strings and blobs are copied (transient). */
 int db_bind_text(struct db_stmt *st, int idx, const char *s); /* NULL → SQL NULL */
 int db_bind_textn(struct db_stmt *st, int idx, const char *s, size_t n);
+/* Not copied: s must stay valid until the statement is reset or the
+ * parameter bound again (the hot path of ingestion binds the batch's own
+ * memory, which outlives the transaction). */
+int db_bind_textn_nocopy(struct db_stmt *st, int idx, const char *s, size_t n);
 int db_bind_i64(struct db_stmt *st, int idx, int64_t v);
 int db_bind_blob(struct db_stmt *st, int idx, const void *p, size_t n);
 int db_bind_null(struct db_stmt *st, int idx);
+/* A UUID column kept compact (the events table's org_id and api_key_id):
+ * SQLite stores the 16 raw bytes as a BLOB, PostgreSQL a uuid. Binds the
+ * canonical text form; NULL, or text that is not a UUID, binds SQL NULL
+ * (which matches no row). */
+int db_bind_uuid(struct db_stmt *st, int idx, const char *text);
+/* Reads such a column as canonical lower-case text into out ("" for NULL). */
+void db_col_uuid(struct db_stmt *st, int col, char out[ID_STR_SIZE]);
 /* Runs the statement: DB_ROW (a row is ready), DB_DONE, or a negative
  * KEEL_E* status (KEEL_ECONFLICT for a unique/primary-key violation). */
 int db_step(struct db_stmt *st);

@@ -1,10 +1,18 @@
 /*
  * store/events.c — appending ingested events (store/events.h).
  *
- * Runs on the writer: the session row read before an insert cannot change
- * before the update that follows, so the chain is linked without locks. An
- * event's data, metadata and tags are stored in their canonical JSON form
- * (docs/hash-chain.md), so the chain can be recomputed from the rows alone.
+ * Runs on the writer, which is the hot path of ingestion: everything that
+ * can be done before (canonical form, column JSON, cost) was done by
+ * events_prepare on a worker thread. Per event this costs one INSERT (the
+ * dedup is the primary key: ON CONFLICT DO NOTHING, and no row changed means
+ * a duplicate). Sessions are read once per batch (the first event of each
+ * session), their chain, counters, tags and status advanced in memory, and
+ * written once at the end of the batch. Being on the single writer, nothing
+ * interleaves between the read of a session's head and its update, so
+ * concurrent batches to one session still form one chain.
+ *
+ * An event's data, metadata and tags are stored in their canonical JSON
+ * form (docs/hash-chain.md), so the chain can be recomputed from the rows.
  */
 #include "store/events.h"
 
@@ -16,302 +24,337 @@
 #include "core/buf.h"
 #include "core/errors.h"
 #include "core/limits.h"
+#include "core/xmalloc.h"
 #include "domain/pricing.h"
 #include "store/db.h"
 
-/* Per-batch scratch buffers, reused from event to event. */
-struct append_scratch {
-  struct buf canon;
-  struct buf data;
-  struct buf metadata;
-  struct buf tags;
-  struct buf session_tags;
-};
+enum session_status { SESSION_ACTIVE, SESSION_COMPLETED, SESSION_ERROR };
 
-/* The session's chain position and tags as read before an append. */
-struct session_head {
+static const char *const status_names[] = {"active", "completed", "error"};
+
+/* One session touched by the batch. */
+struct sess {
+  const char *id; /* borrowed from the batch's first event of the session */
+  uint32_t hash;
+  bool exists;  /* the row was there before this batch */
+  bool touched; /* an event was accepted */
   int64_t seq;
-  uint8_t hash[EVENT_HASH_LEN];
+  uint8_t head[EVENT_HASH_LEN];
+  const char *agent_id; /* a new session's: its first event's */
+  int64_t started_at;
+  bool started_changed; /* an existing row's started_at moves (it is indexed) */
+  bool has_ended;
+  int64_t ended_at;
+  enum session_status status;
+  /* Increments. */
+  int64_t events, tools, errors, llm_calls;
+  int64_t input, output, reasoning, cache_read, cache_write, cost_nano;
+  /* Tags: the stored canonical array (loaded), and the union once an event
+   * brings tags (NULL until then). */
+  char *tags_text;
+  json_t *tags;
+  bool tags_changed;
+  int64_t updated_at;
 };
 
-/* What one event adds to its session row. */
-struct session_delta {
-  int64_t tools, errors, llm_calls;
-  int64_t input, output, reasoning, cache_read, cache_write;
-  int64_t cost_nano;
+/* The batch's sessions: an open-addressing table over a small array. */
+#define SESS_SLOTS 256 /* > 2 × LIMIT_INGEST_BATCH_EVENTS */
+_Static_assert(SESS_SLOTS >= 2 * LIMIT_INGEST_BATCH_EVENTS, "session table load");
+
+struct sess_table {
+  struct sess *items; /* n used, cap allocated */
+  size_t n, cap;
+  int32_t slots[SESS_SLOTS]; /* index + 1; 0 empty (only while n <= SESS_SLOTS / 2) */
 };
 
-static int event_exists(struct store_tx *tx, const struct org_scope *scope, const char *id,
-                        bool *exists) {
-  struct db_stmt *st = db_prepare(tx, "SELECT 1 FROM events WHERE org_id = $1 AND id = $2");
+static uint32_t fnv1a(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+  return h;
+}
+
+static void sess_table_free(struct sess_table *t) {
+  for (size_t i = 0; i < t->n; i++) {
+    xfree(t->items[i].tags_text);
+    json_decref(t->items[i].tags);
+  }
+  xfree(t->items);
+}
+
+/* Finds the session, or adds an unloaded entry (*fresh set). Beyond
+ * SESS_SLOTS / 2 sessions (an event list longer than a batch) it falls back
+ * to a linear scan. */
+static struct sess *sess_find(struct sess_table *t, const char *id, bool *fresh) {
+  uint32_t h = fnv1a(id);
+  *fresh = false;
+  if (t->n < SESS_SLOTS / 2) {
+    for (uint32_t i = h % SESS_SLOTS;; i = (i + 1) % SESS_SLOTS) {
+      int32_t k = t->slots[i];
+      if (k == 0) {
+        t->slots[i] = (int32_t)t->n + 1;
+        break;
+      }
+      struct sess *s = &t->items[k - 1];
+      if (s->hash == h && strcmp(s->id, id) == 0) return s;
+    }
+  } else {
+    for (size_t i = 0; i < t->n; i++) {
+      if (t->items[i].hash == h && strcmp(t->items[i].id, id) == 0) return &t->items[i];
+    }
+  }
+  if (t->n == t->cap) {
+    t->cap = t->cap ? t->cap * 2 : 8;
+    t->items = xreallocarray(t->items, t->cap, sizeof(*t->items));
+  }
+  struct sess *s = &t->items[t->n++];
+  memset(s, 0, sizeof(*s));
+  s->id = id;
+  s->hash = h;
+  *fresh = true;
+  return s;
+}
+
+static const char session_select_sql[] =
+    "SELECT chain_seq, chain_head, tags, @us(started_at), @us(ended_at), status"
+    " FROM sessions WHERE org_id = $1 AND id = $2";
+
+/* Reads the session's row, if any, into s. */
+static int sess_load(struct store_tx *tx, const struct org_scope *scope, struct sess *s) {
+  struct db_stmt *st = db_prepare(tx, session_select_sql);
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, scope->org_id);
-  db_bind_text(st, 2, id);
+  db_bind_text(st, 2, s->id);
   int rc = db_step(st);
   if (rc < 0) return rc;
-  *exists = rc == DB_ROW;
+  if (rc == DB_DONE) return 0;
+  if (db_col_len(st, 1) != EVENT_HASH_LEN) {
+    db_reset(st);
+    return KEEL_ESTORE; /* a damaged row: refuse rather than fork the chain */
+  }
+  s->exists = true;
+  s->seq = db_col_i64(st, 0);
+  memcpy(s->head, db_col_blob(st, 1), EVENT_HASH_LEN);
+  const char *tags = db_col_text(st, 2);
+  s->tags_text = xstrdup(tags ? tags : "[]");
+  s->started_at = db_col_i64(st, 3);
+  s->has_ended = !db_col_is_null(st, 4);
+  s->ended_at = s->has_ended ? db_col_i64(st, 4) : 0;
+  const char *status = db_col_text(st, 5);
+  s->status = status && strcmp(status, "error") == 0       ? SESSION_ERROR
+              : status && strcmp(status, "completed") == 0 ? SESSION_COMPLETED
+                                                           : SESSION_ACTIVE;
   db_reset(st);
   return 0;
 }
 
-/* Reads the session's chain head and tags (into sc->session_tags), creating
- * the row on the session's first event. */
-static int session_load(struct store_tx *tx, const struct org_scope *scope,
-                        const struct ingest_event *e, struct session_head *head,
-                        struct append_scratch *sc) {
-  struct db_stmt *st = db_prepare(
-      tx, "SELECT chain_seq, chain_head, tags FROM sessions WHERE org_id = $1 AND id = $2");
-  if (!st) return KEEL_ESTORE;
-  db_bind_text(st, 1, scope->org_id);
-  db_bind_text(st, 2, e->session_id);
-  int rc = db_step(st);
-  if (rc < 0) return rc;
-  buf_reset(&sc->session_tags);
-  if (rc == DB_ROW) {
-    head->seq = db_col_i64(st, 0);
-    if (db_col_len(st, 1) != EVENT_HASH_LEN) {
-      db_reset(st);
-      return KEEL_ESTORE; /* a damaged row: refuse rather than fork the chain */
+/* Adds the event's tags missing from the session's, in first-seen order,
+ * up to LIMIT_SESSION_TAGS. */
+static void sess_tags_union(struct sess *s, const struct ingest_event *e) {
+  if (!e->tags || !json_is_array(e->tags) || json_array_size(e->tags) == 0) return;
+  if (!s->tags) {
+    s->tags = s->tags_text ? json_loads(s->tags_text, 0, NULL) : NULL;
+    if (!json_is_array(s->tags)) {
+      json_decref(s->tags);
+      s->tags = json_array(); /* a damaged value is rebuilt rather than failing ingestion */
     }
-    memcpy(head->hash, db_col_blob(st, 1), EVENT_HASH_LEN);
-    rc = buf_append(&sc->session_tags, db_col_text(st, 2), db_col_len(st, 2));
-    db_reset(st);
-    return rc ? KEEL_ETOOBIG : 0;
   }
-  db_reset(st);
-  head->seq = 0;
-  memset(head->hash, 0, sizeof(head->hash));
-  if (buf_append_cstr(&sc->session_tags, "[]") != 0) return KEEL_ETOOBIG;
-  st = db_prepare(tx,
-                  "INSERT INTO sessions(org_id, id, agent_id, started_at, status, chain_head,"
-                  " updated_at) VALUES($1, $2, $3, @ts($4), 'active', $5, @ts($6))");
-  if (!st) return KEEL_ESTORE;
-  db_bind_text(st, 1, scope->org_id);
-  db_bind_text(st, 2, e->session_id);
-  db_bind_text(st, 3, e->agent_id);
-  db_bind_i64(st, 4, e->timestamp_us);
-  db_bind_blob(st, 5, head->hash, sizeof(head->hash));
-  db_bind_i64(st, 6, e->received_us);
-  rc = db_step(st);
-  return rc < 0 ? rc : 0;
-}
-
-/* Adds the event's tags missing from the session's (sc->session_tags, a
- * canonical JSON array), up to LIMIT_SESSION_TAGS, rewriting it. */
-static int session_tags_union(const struct ingest_event *e, struct append_scratch *sc) {
-  if (!e->tags || !json_is_array(e->tags) || json_array_size(e->tags) == 0) return 0;
-  json_t *have = json_loadb(sc->session_tags.data, sc->session_tags.len, 0, NULL);
-  if (!json_is_array(have)) {
-    json_decref(have);
-    have = json_array(); /* a damaged value is rebuilt rather than failing ingestion */
-  }
-  bool changed = false;
   size_t i;
   json_t *tag;
   json_array_foreach(e->tags, i, tag) {
-    if (json_array_size(have) >= LIMIT_SESSION_TAGS) break;
+    if (json_array_size(s->tags) >= LIMIT_SESSION_TAGS) break;
     if (!json_is_string(tag)) continue;
     bool found = false;
     size_t k;
     json_t *t;
-    json_array_foreach(have, k, t) {
+    json_array_foreach(s->tags, k, t) {
       if (json_equal(t, tag)) {
         found = true;
         break;
       }
     }
     if (!found) {
-      json_array_append(have, tag);
-      changed = true;
+      json_array_append(s->tags, tag);
+      s->tags_changed = true;
     }
   }
-  int rc = 0;
-  if (changed) {
-    buf_reset(&sc->session_tags);
-    rc = events_canonical_json(have, &sc->session_tags) ? KEEL_ETOOBIG : 0;
-  }
-  json_decref(have);
-  return rc;
-}
-
-/* The cost of an llm_call: the org's prices at the event's time, or the
- * client's cost when it sent one. Pricing never fails an append: a call that
- * cannot be priced costs 0, flagged unpriced. */
-static void event_cost(const struct org_scope *scope, const struct ingest_event *e,
-                       int64_t *cost_nano, unsigned *flags) {
-  *cost_nano = 0;
-  *flags = 0;
-  if (e->type != EVENT_LLM_CALL) return;
-  const struct ingest_llm_call *llm = &e->typed.llm;
-  struct pricing_usage u = {
-      .org_id = scope->org_id,
-      .provider = slice_from_cstr(llm->provider),
-      .model = slice_from_cstr(llm->model),
-      .input_tokens = llm->input_tokens,
-      .output_tokens = llm->output_tokens,
-      .reasoning_tokens = llm->reasoning_tokens,
-      .cache_read_tokens = llm->cache_read_tokens,
-      .cache_write_tokens = llm->cache_write_tokens,
-      .has_client_cost = llm->client_cost_nusd >= 0,
-      .client_cost_nano = llm->client_cost_nusd >= 0 ? llm->client_cost_nusd : 0,
-  };
-  struct pricing_result r;
-  if (pricing_cost(&u, e->timestamp_us, &r) != 0) {
-    *flags = PRICING_UNPRICED;
-    if (u.has_client_cost) {
-      *cost_nano = u.client_cost_nano;
-      *flags |= PRICING_CLIENT_SUPPLIED;
-    }
-    return;
-  }
-  *cost_nano = r.cost_nano;
-  *flags = r.flags;
-}
-
-static void session_delta_of(const struct ingest_event *e, int64_t cost_nano,
-                             struct session_delta *d) {
-  memset(d, 0, sizeof(*d));
-  d->tools = e->type == EVENT_TOOL_CALL;
-  d->errors =
-      e->type == EVENT_ERROR || e->type == EVENT_TOOL_ERROR || e->severity >= EVENT_SEVERITY_ERROR;
-  d->cost_nano = cost_nano;
-  if (e->type != EVENT_LLM_CALL) return;
-  d->llm_calls = 1;
-  d->input = e->typed.llm.input_tokens;
-  d->output = e->typed.llm.output_tokens;
-  d->reasoning = e->typed.llm.reasoning_tokens;
-  d->cache_read = e->typed.llm.cache_read_tokens;
-  d->cache_write = e->typed.llm.cache_write_tokens;
 }
 
 /*
- * started_at: a session_start's timestamp, else the earliest seen; ended_at:
- * the latest session_end's; status: 'error' once an error event arrives,
- * 'completed' on session_end unless already 'error'.
+ * What an accepted event does to its session: started_at is a
+ * session_start's timestamp, else the earliest seen; ended_at the latest
+ * session_end's; status 'error' once an error event arrives, 'completed' on
+ * session_end unless already 'error'.
  */
-static const char session_update_sql[] =
-    "UPDATE sessions SET event_count = event_count + 1, tool_count = tool_count + $3,"
-    " error_count = error_count + $4, llm_count = llm_count + $5,"
-    " input_tokens = input_tokens + $6, output_tokens = output_tokens + $7,"
-    " reasoning_tokens = reasoning_tokens + $8, cache_read_tokens = cache_read_tokens + $9,"
-    " cache_write_tokens = cache_write_tokens + $10, cost_nano = cost_nano + $11,"
-    " started_at = CASE WHEN $12 = 1 THEN @ts($13) ELSE min(started_at, @ts($13)) END,"
-    " ended_at = CASE WHEN $14 = 1 THEN @ts($13) ELSE ended_at END,"
-    " status = CASE WHEN $15 = 1 THEN 'error'"
-    " WHEN $14 = 1 AND status = 'active' THEN 'completed' ELSE status END,"
-    " tags = $16, chain_seq = $17, chain_head = $18, updated_at = @ts($19)"
+static void sess_apply(struct sess *s, const struct ingest_event *e, const uint8_t hash[]) {
+  if (!s->exists && !s->touched) {
+    s->agent_id = e->agent_id;
+    s->started_at = e->timestamp_us;
+  }
+  s->touched = true;
+  s->seq++;
+  memcpy(s->head, hash, EVENT_HASH_LEN);
+  int64_t started = s->started_at;
+  if (e->type == EVENT_SESSION_START || e->timestamp_us < started) started = e->timestamp_us;
+  if (started != s->started_at) {
+    s->started_at = started;
+    s->started_changed = true;
+  }
+  if (e->type == EVENT_SESSION_END) {
+    s->has_ended = true;
+    s->ended_at = e->timestamp_us;
+  }
+  if (e->type == EVENT_ERROR) {
+    s->status = SESSION_ERROR;
+  } else if (e->type == EVENT_SESSION_END && s->status == SESSION_ACTIVE) {
+    s->status = SESSION_COMPLETED;
+  }
+  s->events++;
+  s->tools += e->type == EVENT_TOOL_CALL;
+  s->errors +=
+      e->type == EVENT_ERROR || e->type == EVENT_TOOL_ERROR || e->severity >= EVENT_SEVERITY_ERROR;
+  s->cost_nano += e->cost_nano;
+  if (e->type == EVENT_LLM_CALL) {
+    s->llm_calls++;
+    s->input += e->typed.llm.input_tokens;
+    s->output += e->typed.llm.output_tokens;
+    s->reasoning += e->typed.llm.reasoning_tokens;
+    s->cache_read += e->typed.llm.cache_read_tokens;
+    s->cache_write += e->typed.llm.cache_write_tokens;
+  }
+  if (e->received_us > s->updated_at) s->updated_at = e->received_us;
+  sess_tags_union(s, e);
+}
+
+static const char session_insert_sql[] =
+    "INSERT INTO sessions(org_id, id, started_at, ended_at, status, event_count, tool_count,"
+    " error_count, llm_count, input_tokens, output_tokens, reasoning_tokens, cache_read_tokens,"
+    " cache_write_tokens, cost_nano, tags, chain_seq, chain_head, updated_at, agent_id)"
+    " VALUES($1, $2, @ts($3), @ts($4), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
+    " $17, $18, @ts($19), $20)";
+
+/* The same parameters but the last (the agent is a new session's). started_at
+ * is in the index the session list walks: a statement that sets it rewrites
+ * the index entry, so it is set only when it moved (the second form keeps
+ * $3 in a condition that is always true, so both take the same parameters). */
+static const char session_update_started_sql[] =
+    "UPDATE sessions SET started_at = @ts($3), ended_at = @ts($4), status = $5,"
+    " event_count = event_count + $6, tool_count = tool_count + $7,"
+    " error_count = error_count + $8, llm_count = llm_count + $9,"
+    " input_tokens = input_tokens + $10, output_tokens = output_tokens + $11,"
+    " reasoning_tokens = reasoning_tokens + $12, cache_read_tokens = cache_read_tokens + $13,"
+    " cache_write_tokens = cache_write_tokens + $14, cost_nano = cost_nano + $15,"
+    " tags = coalesce($16, tags), chain_seq = $17, chain_head = $18, updated_at = @ts($19)"
     " WHERE org_id = $1 AND id = $2";
 
-static int session_update(struct store_tx *tx, const struct org_scope *scope,
-                          const struct ingest_event *e, const struct session_delta *d,
-                          const struct session_head *head, const struct append_scratch *sc) {
-  struct db_stmt *st = db_prepare(tx, session_update_sql);
+static const char session_update_sql[] =
+    "UPDATE sessions SET ended_at = @ts($4), status = $5,"
+    " event_count = event_count + $6, tool_count = tool_count + $7,"
+    " error_count = error_count + $8, llm_count = llm_count + $9,"
+    " input_tokens = input_tokens + $10, output_tokens = output_tokens + $11,"
+    " reasoning_tokens = reasoning_tokens + $12, cache_read_tokens = cache_read_tokens + $13,"
+    " cache_write_tokens = cache_write_tokens + $14, cost_nano = cost_nano + $15,"
+    " tags = coalesce($16, tags), chain_seq = $17, chain_head = $18, updated_at = @ts($19)"
+    " WHERE org_id = $1 AND id = $2 AND @ts($3) IS NOT NULL";
+
+static int sess_write(struct store_tx *tx, const struct org_scope *scope, struct sess *s,
+                      struct buf *tags_buf) {
+  const char *tags = NULL;
+  size_t tags_len = 0;
+  if (s->tags_changed) {
+    buf_reset(tags_buf);
+    if (events_canonical_json(s->tags, tags_buf) != 0) return KEEL_ETOOBIG;
+    tags = tags_buf->data;
+    tags_len = tags_buf->len;
+  } else if (!s->exists) {
+    tags = "[]";
+    tags_len = 2;
+  }
+  const char *sql = !s->exists           ? session_insert_sql
+                    : s->started_changed ? session_update_started_sql
+                                         : session_update_sql;
+  struct db_stmt *st = db_prepare(tx, sql);
   if (!st) return KEEL_ESTORE;
+  const int64_t sums[] = {s->events, s->tools,     s->errors,     s->llm_calls,   s->input,
+                          s->output, s->reasoning, s->cache_read, s->cache_write, s->cost_nano};
   db_bind_text(st, 1, scope->org_id);
-  db_bind_text(st, 2, e->session_id);
-  db_bind_i64(st, 3, d->tools);
-  db_bind_i64(st, 4, d->errors);
-  db_bind_i64(st, 5, d->llm_calls);
-  db_bind_i64(st, 6, d->input);
-  db_bind_i64(st, 7, d->output);
-  db_bind_i64(st, 8, d->reasoning);
-  db_bind_i64(st, 9, d->cache_read);
-  db_bind_i64(st, 10, d->cache_write);
-  db_bind_i64(st, 11, d->cost_nano);
-  db_bind_i64(st, 12, e->type == EVENT_SESSION_START);
-  db_bind_i64(st, 13, e->timestamp_us);
-  db_bind_i64(st, 14, e->type == EVENT_SESSION_END);
-  db_bind_i64(st, 15, e->type == EVENT_ERROR);
-  db_bind_textn(st, 16, sc->session_tags.data, sc->session_tags.len);
-  db_bind_i64(st, 17, head->seq);
-  db_bind_blob(st, 18, head->hash, EVENT_HASH_LEN);
-  db_bind_i64(st, 19, e->received_us);
+  db_bind_text(st, 2, s->id);
+  db_bind_i64(st, 3, s->started_at);
+  if (s->has_ended) {
+    db_bind_i64(st, 4, s->ended_at);
+  } else {
+    db_bind_null(st, 4);
+  }
+  db_bind_text(st, 5, status_names[s->status]);
+  for (int i = 0; i < 10; i++) db_bind_i64(st, 6 + i, sums[i]);
+  if (tags) {
+    db_bind_textn(st, 16, tags, tags_len);
+  } else {
+    db_bind_null(st, 16);
+  }
+  db_bind_i64(st, 17, s->seq);
+  db_bind_blob(st, 18, s->head, EVENT_HASH_LEN);
+  db_bind_i64(st, 19, s->updated_at);
+  if (!s->exists) db_bind_text(st, 20, s->agent_id);
   int rc = db_step(st);
   return rc < 0 ? rc : 0;
 }
 
 static const char event_insert_sql[] =
     "INSERT INTO events(org_id, id, session_id, agent_id, type, ts, received_at, severity, data,"
-    " metadata, tags, api_key_id, cost_nano, cost_flags, seq, prev_hash, hash)"
-    " VALUES($1, $2, $3, $4, $5, @ts($6), @ts($7), $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-    " $17)";
+    " metadata, tags, api_key_id, cost_nano, cost_flags, seq, hash)"
+    " VALUES($1, $2, $3, $4, $5, @ts($6), @ts($7), $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    " ON CONFLICT (org_id, id) DO NOTHING";
 
-/* Canonical JSON of v into b, or empty (an object or array) when absent. */
-static int column_json(const json_t *v, const char *empty, struct buf *b) {
-  buf_reset(b);
-  if (!v || json_is_null(v)) return buf_append_cstr(b, empty) ? KEEL_ETOOBIG : 0;
-  return events_canonical_json(v, b) ? KEEL_EINVAL : 0;
-}
-
+/* Inserts the event; *inserted false when its id was already stored. */
 static int event_insert(struct store_tx *tx, const struct org_scope *scope,
                         const struct ingest_event *e, const char *api_key_id, int64_t seq,
-                        const uint8_t prev[EVENT_HASH_LEN], const uint8_t hash[EVENT_HASH_LEN],
-                        int64_t cost_nano, unsigned cost_flags, struct append_scratch *sc) {
-  int rc = column_json(e->data, "{}", &sc->data);
-  if (rc == 0) rc = column_json(e->metadata, "{}", &sc->metadata);
-  if (rc == 0) rc = column_json(e->tags, "[]", &sc->tags);
-  if (rc) return rc;
+                        const uint8_t hash[EVENT_HASH_LEN], bool *inserted) {
   struct db_stmt *st = db_prepare(tx, event_insert_sql);
   if (!st) return KEEL_ESTORE;
-  db_bind_text(st, 1, scope->org_id);
-  db_bind_text(st, 2, e->id);
-  db_bind_text(st, 3, e->session_id);
-  db_bind_text(st, 4, e->agent_id);
-  db_bind_text(st, 5, event_type_name(e->type));
+  /* The event's strings live in the batch, longer than the statement's
+   * use: bound without copies. */
+  const char *type = event_type_name(e->type), *severity = event_severity_name(e->severity);
+  db_bind_uuid(st, 1, scope->org_id);
+  db_bind_textn_nocopy(st, 2, e->id, strlen(e->id));
+  db_bind_textn_nocopy(st, 3, e->session_id, strlen(e->session_id));
+  db_bind_textn_nocopy(st, 4, e->agent_id, strlen(e->agent_id));
+  db_bind_textn_nocopy(st, 5, type, strlen(type));
   db_bind_i64(st, 6, e->timestamp_us);
   db_bind_i64(st, 7, e->received_us);
-  db_bind_text(st, 8, event_severity_name(e->severity));
-  db_bind_textn(st, 9, sc->data.data, sc->data.len);
-  db_bind_textn(st, 10, sc->metadata.data, sc->metadata.len);
-  db_bind_textn(st, 11, sc->tags.data, sc->tags.len);
-  db_bind_text(st, 12, api_key_id);
-  db_bind_i64(st, 13, cost_nano);
-  db_bind_i64(st, 14, (int64_t)cost_flags);
+  db_bind_textn_nocopy(st, 8, severity, strlen(severity));
+  db_bind_textn_nocopy(st, 9, e->canon + e->canon_data.off, e->canon_data.len);
+  db_bind_textn_nocopy(st, 10, e->canon + e->canon_metadata.off, e->canon_metadata.len);
+  db_bind_textn_nocopy(st, 11, e->canon + e->canon_tags.off, e->canon_tags.len);
+  db_bind_uuid(st, 12, api_key_id);
+  db_bind_i64(st, 13, e->cost_nano);
+  db_bind_i64(st, 14, (int64_t)e->cost_flags);
   db_bind_i64(st, 15, seq);
-  db_bind_blob(st, 16, prev, EVENT_HASH_LEN);
-  db_bind_blob(st, 17, hash, EVENT_HASH_LEN);
-  rc = db_step(st);
-  return rc < 0 ? rc : 0;
+  db_bind_blob(st, 16, hash, EVENT_HASH_LEN);
+  int rc = db_step(st);
+  if (rc < 0) return rc;
+  *inserted = db_changes(tx) == 1;
+  return 0;
 }
 
-static int append_one(struct store_tx *tx, const struct org_scope *scope,
-                      const struct ingest_event *e, const char *api_key_id,
-                      struct append_scratch *sc, enum store_append_outcome *outcome) {
-  if (!e->valid) {
-    *outcome = STORE_APPEND_SKIPPED;
-    return 0;
+static int append_one(struct store_tx *tx, const struct org_scope *scope, struct ingest_event *e,
+                      const char *api_key_id, struct sess_table *sessions,
+                      enum store_append_outcome *outcome) {
+  bool fresh;
+  struct sess *s = sess_find(sessions, e->session_id, &fresh);
+  if (fresh) {
+    int rc = sess_load(tx, scope, s);
+    if (rc) return rc;
   }
-  if (!e->id || !e->has_timestamp || !e->session_id || !e->agent_id) return KEEL_EINVAL;
-  bool exists = false;
-  int rc = event_exists(tx, scope, e->id, &exists);
+  uint8_t hash[EVENT_HASH_LEN];
+  events_chain_hash_raw(s->head, e->canon, e->canon_len, hash);
+  bool inserted = false;
+  int rc = event_insert(tx, scope, e, api_key_id, s->seq + 1, hash, &inserted);
   if (rc) return rc;
-  if (exists) {
+  if (!inserted) {
     *outcome = STORE_APPEND_DUPLICATE;
     return 0;
   }
-  struct session_head head;
-  rc = session_load(tx, scope, e, &head, sc);
-  if (rc) return rc;
-
-  buf_reset(&sc->canon);
-  if (events_canonical(e, &sc->canon) != 0) return KEEL_EINVAL;
-  uint8_t prev[EVENT_HASH_LEN];
-  memcpy(prev, head.hash, EVENT_HASH_LEN);
-  events_chain_hash(prev, &sc->canon, head.hash);
-  head.seq++;
-
-  int64_t cost_nano;
-  unsigned cost_flags;
-  event_cost(scope, e, &cost_nano, &cost_flags);
-  rc = event_insert(tx, scope, e, api_key_id, head.seq, prev, head.hash, cost_nano, cost_flags, sc);
-  if (rc) return rc;
-
-  struct session_delta d;
-  session_delta_of(e, cost_nano, &d);
-  rc = session_tags_union(e, sc);
-  if (rc) return rc;
-  rc = session_update(tx, scope, e, &d, &head, sc);
-  if (rc) return rc;
+  sess_apply(s, e, hash);
   *outcome = STORE_APPEND_ACCEPTED;
   return 0;
 }
@@ -320,26 +363,39 @@ int store_events_append(struct store_tx *tx, const struct org_scope *scope,
                         struct ingest_event *events, size_t n, struct store_append_result *res) {
   res->accepted = 0;
   res->duplicates = 0;
-  struct append_scratch sc;
-  buf_init(&sc.canon, LIMIT_EVENT_CANONICAL_MAX);
-  buf_init(&sc.data, LIMIT_EVENT_CANONICAL_MAX);
-  buf_init(&sc.metadata, LIMIT_EVENT_CANONICAL_MAX);
-  buf_init(&sc.tags, LIMIT_EVENT_CANONICAL_MAX);
-  buf_init(&sc.session_tags, LIMIT_EVENT_CANONICAL_MAX);
+  struct sess_table sessions;
+  memset(&sessions, 0, sizeof(sessions));
+  struct buf scratch; /* for events not prepared by the caller, and the tags */
+  buf_init(&scratch, LIMIT_EVENT_CANONICAL_MAX);
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
+    struct ingest_event *e = &events[i];
     enum store_append_outcome outcome = STORE_APPEND_SKIPPED;
-    rc = append_one(tx, scope, &events[i], res->api_key_id, &sc, &outcome);
-    if (rc) goto fail;
+    if (e->valid) {
+      if (!e->id || !e->has_timestamp || !e->session_id || !e->agent_id) {
+        rc = KEEL_EINVAL;
+        break;
+      }
+      bool local = !e->prepared;
+      if (local && events_prepare_one(e, scope->org_id, &scratch) != 0) {
+        rc = KEEL_EINVAL;
+        break;
+      }
+      rc = append_one(tx, scope, e, res->api_key_id, &sessions, &outcome);
+      if (local) {
+        e->prepared = false; /* its canonical form was in scratch */
+        e->canon = NULL;
+      }
+      if (rc) break;
+    }
     if (res->outcomes) res->outcomes[i] = outcome;
     res->accepted += outcome == STORE_APPEND_ACCEPTED;
     res->duplicates += outcome == STORE_APPEND_DUPLICATE;
   }
-fail:
-  buf_free(&sc.session_tags);
-  buf_free(&sc.tags);
-  buf_free(&sc.metadata);
-  buf_free(&sc.data);
-  buf_free(&sc.canon);
+  for (size_t i = 0; rc == 0 && i < sessions.n; i++) {
+    if (sessions.items[i].touched) rc = sess_write(tx, scope, &sessions.items[i], &scratch);
+  }
+  sess_table_free(&sessions);
+  buf_free(&scratch);
   return rc;
 }

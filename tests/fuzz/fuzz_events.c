@@ -22,6 +22,7 @@
 #include "core/crypto.h"
 #include "core/limits.h"
 #include "domain/events.h"
+#include "domain/pricing.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -60,6 +61,35 @@ static void check_canonical(const struct ingest_event *e) {
   buf_free(&canon);
 }
 
+/* events_prepare: the stored canonical form is events_canonical's, and the
+ * column spans are the canonical data, metadata and tags. */
+static void check_span(const struct ingest_event *e, struct events_span sp, const json_t *v,
+                       const char *empty) {
+  struct buf want;
+  buf_init(&want, LIMIT_BODY_INGEST);
+  if (v != NULL) {
+    CHECK(events_canonical_json(v, &want) == 0);
+  } else {
+    CHECK(buf_append_cstr(&want, empty) == 0);
+  }
+  CHECK(sp.off + sp.len <= e->canon_len);
+  CHECK(sp.len == want.len && memcmp(e->canon + sp.off, want.data, want.len) == 0);
+  buf_free(&want);
+}
+
+static void check_prepared(const struct ingest_event *e) {
+  struct buf canon;
+  buf_init(&canon, LIMIT_BODY_INGEST);
+  CHECK(e->prepared && e->canon != NULL);
+  CHECK(events_canonical(e, &canon) == 0);
+  CHECK(canon.len == e->canon_len && memcmp(canon.data, e->canon, canon.len) == 0);
+  buf_free(&canon);
+  check_span(e, e->canon_data, e->data, "{}");
+  check_span(e, e->canon_metadata, e->metadata, "{}");
+  check_span(e, e->canon_tags, e->tags, "[]");
+  CHECK(e->cost_nano >= 0);
+}
+
 static void run(const uint8_t *data, size_t size, enum events_entry entry) {
   struct events_parse_opts opts = {.entry = entry, .received_us = FUZZ_RECEIVED_US};
   struct ingest_batch b;
@@ -88,6 +118,10 @@ static void run(const uint8_t *data, size_t size, enum events_entry entry) {
   for (size_t i = 0; i < b.count; i++) {
     if (b.events[i].valid) check_canonical(&b.events[i]);
   }
+  events_prepare(&b, "01a20000-0000-7000-8000-000000000001");
+  for (size_t i = 0; i < b.count; i++) {
+    if (b.events[i].valid) check_prepared(&b.events[i]);
+  }
 
   size_t first_of[LIMIT_INGEST_BATCH_EVENTS];
   size_t dups = events_find_duplicates(&b, first_of), seen = 0;
@@ -105,6 +139,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static int ready;
   if (!ready) {
     CHECK(crypto_init() == 0); /* generated ids draw random bits */
+    char err[256];
+    CHECK(pricing_load(NULL, err, sizeof(err)) == 0); /* events_prepare prices llm_calls */
     ready = 1;
   }
   run(data, size, EVENTS_ENTRY_BATCH);

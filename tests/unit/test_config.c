@@ -80,6 +80,8 @@ static const struct {
     {"prices.file", CONFIG_STRING, "", 0, 0},
     {"http.allowed_origins", CONFIG_STRING, "", 0, 0},
     {"auth.login_per_ip_per_min", CONFIG_INT, "30", 1, 100000},
+    {"ingest.queue_max", CONFIG_INT, "100000", 1, 100000000},
+    {"dead_letters.expiry_interval_s", CONFIG_INT, "60", 1, 86400},
 };
 #define EXPECTED_COUNT (sizeof(expected_settings) / sizeof(expected_settings[0]))
 

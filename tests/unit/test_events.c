@@ -24,6 +24,7 @@
 #include "core/time.h"
 #include "core/xmalloc.h"
 #include "domain/events.h"
+#include "domain/pricing.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -33,6 +34,8 @@ static int64_t received_us;
 static int setup(void **state) {
   (void)state;
   assert_int_equal(crypto_init(), 0);
+  char err[256];
+  assert_int_equal(pricing_load(NULL, err, sizeof(err)), 0); /* events_prepare prices */
   assert_int_equal(time_parse_rfc3339(slice_from_cstr("2026-03-01T12:00:00Z"), &received_us), 0);
   return 0;
 }
@@ -1259,6 +1262,51 @@ static void test_chain_detects_tampering(void **state) {
   }
 }
 
+/* events_prepare: the canonical form, the column spans inside it, and the
+ * cost; invalid events are left alone. */
+static void test_prepare(void **state) {
+  (void)state;
+  struct ingest_batch b;
+  assert_int_equal(
+      parse_batch("{\"events\":[{\"id\":\"a\",\"session_id\":\"s\",\"type\":\"llm_call\","
+                  "\"data\":{\"provider\":\"openai\",\"model\":\"gpt-4o\","
+                  "\"input_tokens\":1000,\"output_tokens\":200},\"tags\":[\"x\"]},"
+                  "{\"id\":\"b\",\"session_id\":\"s\",\"type\":\"nope\"},"
+                  "{\"id\":\"c\",\"session_id\":\"s\",\"type\":\"llm_call\","
+                  "\"data\":{\"model\":\"gpt-4o\",\"cost_usd\":\"0.5\"},"
+                  "\"metadata\":{\"k\":[1,2]}}]}",
+                  &b),
+      0);
+  events_enrich(&b);
+  events_prepare(&b, "01a20000-0000-7000-8000-000000000001");
+  struct ingest_event *a = &b.events[0], *bad = &b.events[1], *c = &b.events[2];
+  assert_true(a->prepared);
+  assert_false(bad->prepared);
+  struct buf canon;
+  buf_init(&canon, LIMIT_EVENT_CANONICAL_MAX);
+  assert_int_equal(events_canonical(a, &canon), 0);
+  assert_int_equal(a->canon_len, canon.len);
+  assert_memory_equal(a->canon, canon.data, canon.len);
+  buf_free(&canon);
+  const char *data =
+      "{\"input_tokens\":1000,\"model\":\"gpt-4o\",\"output_tokens\":200,"
+      "\"provider\":\"openai\"}";
+  assert_int_equal(a->canon_data.len, strlen(data));
+  assert_memory_equal(a->canon + a->canon_data.off, data, strlen(data));
+  assert_int_equal(a->canon_metadata.len, 2);
+  assert_memory_equal(a->canon + a->canon_metadata.off, "{}", 2);
+  assert_int_equal(a->canon_tags.len, 5);
+  assert_memory_equal(a->canon + a->canon_tags.off, "[\"x\"]", 5);
+  assert_memory_equal(c->canon + c->canon_metadata.off, "{\"k\":[1,2]}", 11);
+  /* gpt-4o from 2024-10-02: 2.50 and 10.00 USD per million input and output
+   * tokens: 1 000 × 2 500 + 200 × 10 000 nano-USD. */
+  assert_int_equal(a->cost_nano, 4500000);
+  assert_int_equal(a->cost_flags, 0);
+  assert_int_equal(c->cost_nano, 500000000);
+  assert_true(c->cost_flags & PRICING_CLIENT_SUPPLIED);
+  events_batch_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_validation_matrix),
@@ -1290,6 +1338,7 @@ int main(void) {
       cmocka_unit_test(test_chain_hash),
       cmocka_unit_test(test_reference_vectors),
       cmocka_unit_test(test_chain_detects_tampering),
+      cmocka_unit_test(test_prepare),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

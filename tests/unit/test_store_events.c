@@ -30,8 +30,8 @@
 
 static char dir[256];
 static struct store *store;
-static const struct org_scope org_a = {.org_id = "org-a"};
-static const struct org_scope org_b = {.org_id = "org-b"};
+static const struct org_scope org_a = {.org_id = "01a20000-0000-7000-8000-00000000000a"};
+static const struct org_scope org_b = {.org_id = "01a20000-0000-7000-8000-00000000000b"};
 
 static int setup(void **state) {
   (void)state;
@@ -112,7 +112,7 @@ static int count_fn(struct store_tx *tx, void *arg) {
   struct db_stmt *st = db_prepare(
       tx, "SELECT count(*) FROM events WHERE org_id = $1 AND ($2 IS NULL OR session_id = $2)");
   if (!st) return KEEL_ESTORE;
-  db_bind_text(st, 1, q->scope->org_id);
+  db_bind_uuid(st, 1, q->scope->org_id); /* events.org_id is a compact UUID (0006) */
   db_bind_text(st, 2, q->session_id);
   if (db_step(st) != DB_ROW) return KEEL_ESTORE;
   q->n = db_col_i64(st, 0);
@@ -155,9 +155,9 @@ static int verify_fn(struct store_tx *tx, void *arg) {
   struct db_stmt *st = db_prepare(
       tx,
       "SELECT id, session_id, agent_id, type, @us(ts), severity, data, metadata, tags, seq,"
-      " prev_hash, hash FROM events WHERE org_id = $1 AND session_id = $2 ORDER BY seq");
+      " hash FROM events WHERE org_id = $1 AND session_id = $2 ORDER BY seq");
   if (!st) return KEEL_ESTORE;
-  db_bind_text(st, 1, q->scope->org_id);
+  db_bind_uuid(st, 1, q->scope->org_id);
   db_bind_text(st, 2, q->session_id);
   uint8_t head[EVENT_HASH_LEN] = {0};
   struct buf canon;
@@ -175,12 +175,11 @@ static int verify_fn(struct store_tx *tx, void *arg) {
     e.metadata = json_loads(db_col_text(st, 7), 0, NULL);
     e.tags = json_loads(db_col_text(st, 8), 0, NULL);
     assert_int_equal(db_col_i64(st, 9), q->events + 1);
-    assert_int_equal(db_col_len(st, 10), EVENT_HASH_LEN);
-    assert_memory_equal(db_col_blob(st, 10), head, EVENT_HASH_LEN);
     buf_reset(&canon);
     assert_int_equal(events_canonical(&e, &canon), 0);
-    events_chain_hash(head, &canon, head);
-    assert_memory_equal(db_col_blob(st, 11), head, EVENT_HASH_LEN);
+    events_chain_hash(head, &canon, head); /* head: the previous event's hash */
+    assert_int_equal(db_col_len(st, 10), EVENT_HASH_LEN);
+    assert_memory_equal(db_col_blob(st, 10), head, EVENT_HASH_LEN);
     json_decref(e.data);
     json_decref(e.metadata);
     json_decref(e.tags);

@@ -27,6 +27,7 @@
 #include "core/buf.h"
 #include "core/embedded.h"
 #include "core/errors.h"
+#include "core/ids.h"
 #include "core/log.h"
 #include "core/time.h"
 #include "core/xmalloc.h"
@@ -36,6 +37,10 @@
 #define STMT_CACHE_SLOTS 512  /* power of two; more statements than this is a bug */
 #define TX_STMTS_MAX     64   /* statements one transaction function may use */
 #define WRITER_BATCH_MAX 1024 /* jobs grouped into one transaction */
+/* WAL frames (pages) after which the checkpointer is woken: 8 MiB of WAL. */
+#define CHECKPOINT_FRAMES 2048
+/* The WAL file is cut back to this size when it restarts. */
+#define WAL_SIZE_LIMIT (64 * 1024 * 1024)
 
 struct db_stmt {
   sqlite3_stmt *st;
@@ -46,7 +51,8 @@ struct conn {
   sqlite3 *db;
   struct db_stmt cache[STMT_CACHE_SLOTS];
   size_t ncached;
-  struct conn *next; /* in store->readers */
+  sqlite3_stmt *sp_begin, *sp_rollback, *sp_release; /* the writer's per-job savepoint */
+  struct conn *next;                                 /* in store->readers */
 };
 
 struct store_tx {
@@ -87,6 +93,14 @@ struct store {
   pthread_key_t reader_key;
   pthread_mutex_t readers_mu;
   struct conn *readers;
+
+  /* The checkpointer: copies WAL frames back into the database on its own
+   * connection and thread, so the writer never does (see wal_hook). */
+  struct conn *checkpointer;
+  pthread_t checkpoint_thread;
+  pthread_mutex_t ckpt_mu;
+  pthread_cond_t ckpt_cv;
+  bool ckpt_wanted, ckpt_stopping, ckpt_started;
 
   atomic_uint fail_writes;
   /* store_write_generation: bumped after every successful commit. */
@@ -140,6 +154,9 @@ static void conn_close(struct conn *c) {
   for (size_t i = 0; i < STMT_CACHE_SLOTS; i++) {
     if (c->cache[i].st) sqlite3_finalize(c->cache[i].st);
   }
+  sqlite3_finalize(c->sp_begin);
+  sqlite3_finalize(c->sp_rollback);
+  sqlite3_finalize(c->sp_release);
   sqlite3_close(c->db);
   xfree(c);
 }
@@ -249,12 +266,30 @@ int db_bind_i64(struct db_stmt *st, int idx, int64_t v) {
   return bind_rc(st, sqlite3_bind_int64(st->st, idx, v));
 }
 
+int db_bind_textn_nocopy(struct db_stmt *st, int idx, const char *s, size_t n) {
+  return bind_rc(st, sqlite3_bind_text64(st->st, idx, s, n, SQLITE_STATIC, SQLITE_UTF8));
+}
+
 int db_bind_blob(struct db_stmt *st, int idx, const void *p, size_t n) {
   return bind_rc(st, sqlite3_bind_blob64(st->st, idx, p, n, SQLITE_TRANSIENT));
 }
 
 int db_bind_null(struct db_stmt *st, int idx) {
   return bind_rc(st, sqlite3_bind_null(st->st, idx));
+}
+
+int db_bind_uuid(struct db_stmt *st, int idx, const char *text) {
+  struct id id;
+  if (!text || id_parse(slice_from_cstr(text), &id) != 0) return db_bind_null(st, idx);
+  return bind_rc(st, sqlite3_bind_blob(st->st, idx, id.b, sizeof(id.b), SQLITE_TRANSIENT));
+}
+
+void db_col_uuid(struct db_stmt *st, int col, char out[ID_STR_SIZE]) {
+  out[0] = '\0';
+  if (sqlite3_column_bytes(st->st, col) != 16) return;
+  struct id id;
+  memcpy(id.b, sqlite3_column_blob(st->st, col), sizeof(id.b));
+  id_format(&id, out);
 }
 
 int db_step(struct db_stmt *st) {
@@ -352,15 +387,32 @@ uint64_t store_write_generation(struct store *s) {
   return atomic_load_explicit(&s->write_generation, memory_order_acquire);
 }
 
+/* Runs one of the writer's own statements, prepared once (compiling
+ * "SAVEPOINT job" for every job of every group would cost more than many
+ * jobs' work). */
+static int writer_exec(struct conn *w, sqlite3_stmt **st, const char *sql) {
+  if (!*st && sqlite3_prepare_v2(w->db, sql, -1, st, NULL) != SQLITE_OK) {
+    log_error("store.sqlite_exec_failed", LS("error", sqlite3_errmsg(w->db)), LS("sql", sql));
+    return KEEL_ESTORE;
+  }
+  int rc = sqlite3_step(*st);
+  sqlite3_reset(*st);
+  if (rc != SQLITE_DONE) {
+    log_error("store.sqlite_exec_failed", LS("error", sqlite3_errmsg(w->db)), LS("sql", sql));
+    return KEEL_ESTORE;
+  }
+  return 0;
+}
+
 static void write_batch(struct store *s, struct write_job *batch) {
   struct conn *w = s->writer;
   int rc = conn_exec(w, "BEGIN IMMEDIATE");
   if (rc == 0) {
     for (struct write_job *j = batch; j; j = j->next) {
-      conn_exec(w, "SAVEPOINT job");
+      writer_exec(w, &w->sp_begin, "SAVEPOINT job");
       j->rc = run_job(s, j);
-      if (j->rc) conn_exec(w, "ROLLBACK TO job");
-      conn_exec(w, "RELEASE job");
+      if (j->rc) writer_exec(w, &w->sp_rollback, "ROLLBACK TO job");
+      writer_exec(w, &w->sp_release, "RELEASE job");
     }
     rc = conn_exec(w, "COMMIT");
     if (rc) conn_exec(w, "ROLLBACK");
@@ -410,6 +462,90 @@ static void batch_finish(struct store *s, struct write_job *batch) {
     j->on_done(j->arg, j->rc);
     xfree(j);
   }
+}
+
+/* --- the checkpointer ---------------------------------------------------- *
+ *
+ * SQLite's default is for the committing connection to checkpoint once the
+ * WAL passes 1 000 pages: on keel's writer that copies pages and fsyncs the
+ * database inside the ingestion path, several times a second under load.
+ * Instead the writer's WAL hook only wakes this thread, which runs PASSIVE
+ * checkpoints (never blocking the writer or readers) on its own connection.
+ * A page rewritten by many commits is copied once per checkpoint. Once a
+ * checkpoint has copied every frame, the writer's next transaction starts
+ * the WAL over (cut back to WAL_SIZE_LIMIT).
+ */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames) {
+  (void)db;
+  (void)name;
+  struct store *s = arg;
+  if (frames >= CHECKPOINT_FRAMES) {
+    pthread_mutex_lock(&s->ckpt_mu);
+    s->ckpt_wanted = true;
+    pthread_cond_signal(&s->ckpt_cv);
+    pthread_mutex_unlock(&s->ckpt_mu);
+  }
+  return SQLITE_OK;
+}
+
+static void *checkpoint_main(void *arg) {
+  struct store *s = arg;
+  pthread_setname_np(pthread_self(), "keel-checkpoint");
+  pthread_mutex_lock(&s->ckpt_mu);
+  for (;;) {
+    while (!s->ckpt_wanted && !s->ckpt_stopping) pthread_cond_wait(&s->ckpt_cv, &s->ckpt_mu);
+    if (s->ckpt_stopping) break;
+    s->ckpt_wanted = false;
+    pthread_mutex_unlock(&s->ckpt_mu);
+    int log_frames = 0, copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(s->checkpointer->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                       &log_frames, &copied);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+      log_warn("store.checkpoint_failed", LS("error", sqlite3_errmsg(s->checkpointer->db)));
+    }
+    pthread_mutex_lock(&s->ckpt_mu);
+  }
+  pthread_mutex_unlock(&s->ckpt_mu);
+  return NULL;
+}
+
+/* Starts the checkpointer; without it (no connection or thread) the writer
+ * keeps SQLite's own automatic checkpoints. */
+static void checkpointer_start(struct store *s) {
+  char err[256];
+  pthread_mutex_init(&s->ckpt_mu, NULL);
+  pthread_cond_init(&s->ckpt_cv, NULL);
+  s->checkpointer = conn_open(s, false, err, sizeof(err));
+  if (!s->checkpointer) {
+    log_warn("store.checkpointer_unavailable", LS("error", err));
+    return;
+  }
+  if (pthread_create(&s->checkpoint_thread, NULL, checkpoint_main, s) != 0) {
+    conn_close(s->checkpointer);
+    s->checkpointer = NULL;
+    return;
+  }
+  s->ckpt_started = true;
+  char pragma[96];
+  snprintf(pragma, sizeof(pragma), "PRAGMA journal_size_limit=%d", WAL_SIZE_LIMIT);
+  conn_exec(s->writer, pragma);
+  sqlite3_wal_hook(s->writer->db, wal_hook, s); /* replaces the automatic checkpoint */
+}
+
+static void checkpointer_stop(struct store *s) {
+  if (s->ckpt_started) {
+    pthread_mutex_lock(&s->ckpt_mu);
+    s->ckpt_stopping = true;
+    pthread_cond_signal(&s->ckpt_cv);
+    pthread_mutex_unlock(&s->ckpt_mu);
+    pthread_join(s->checkpoint_thread, NULL);
+    sqlite3_wal_hook(s->writer->db, NULL, NULL);
+    s->ckpt_started = false;
+  }
+  conn_close(s->checkpointer);
+  s->checkpointer = NULL;
+  pthread_mutex_destroy(&s->ckpt_mu);
+  pthread_cond_destroy(&s->ckpt_cv);
 }
 
 static void *writer_main(void *arg) {
@@ -632,8 +768,19 @@ static int mkdir_p(const char *dir) {
   return 0;
 }
 
+/* Process-wide SQLite settings, before the library initialises: no memory
+ * statistics (they take a global mutex on every allocation, which the writer
+ * makes thousands of per batch). */
+static pthread_once_t sqlite_config_once = PTHREAD_ONCE_INIT;
+
+static void sqlite_configure(void) {
+  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  sqlite3_initialize();
+}
+
 int store_open(const struct store_options *opt, struct store **out, char *err, size_t errlen) {
   *out = NULL;
+  pthread_once(&sqlite_config_once, sqlite_configure);
   if (opt->url && opt->url[0]) {
     snprintf(err, errlen,
              "store URL '%.32s…': only the embedded SQLite store is available in this build",
@@ -676,7 +823,9 @@ int store_open(const struct store_options *opt, struct store **out, char *err, s
     rc = KEEL_ESTORE;
     goto fail;
   }
+  checkpointer_start(s); /* before the writer thread owns its connection */
   if (pthread_create(&s->writer_thread, NULL, writer_main, s) != 0) {
+    checkpointer_stop(s);
     snprintf(err, errlen, "cannot start the writer thread");
     rc = KEEL_EINTERNAL;
     goto fail;
@@ -698,7 +847,8 @@ void store_close(struct store *s) {
   pthread_cond_signal(&s->job_cv);
   pthread_mutex_unlock(&s->mu);
   pthread_join(s->writer_thread, NULL);
-  conn_close(s->writer);
+  checkpointer_stop(s);
+  conn_close(s->writer); /* the last connection to close checkpoints the rest */
   pthread_key_delete(s->reader_key);
   pthread_mutex_lock(&s->readers_mu);
   struct conn *c = s->readers;
