@@ -237,8 +237,8 @@ static void retry_done(void *arg, int rc) {
   }
   for (size_t i = 0; i < job->batch.count; i++) {
     if (!job->dead_at[i]) continue;
-    char field[32];
-    snprintf(field, sizeof(field), job->single ? "" : "events[%zu]", i);
+    char field[32] = "";
+    if (!job->single) snprintf(field, sizeof(field), "events[%zu]", i);
     json_array_append_new(errors, json_pack("{s:I, s:s, s:s, s:s}", "index", (json_int_t)i, "code",
                                             "dead_lettered", "field", field, "message",
                                             "valid, but could not be stored: kept as a dead "
