@@ -200,6 +200,18 @@ SCENARIOS: List[Scenario] = [
         keel_set=["plans.file=%s" % BENCH_PLANS],
         runner=lambda ctx: run_ingest(ctx, INGEST_BATCH),
     ),
+    # The metering reference (R-MTR-3): the same batch run against a second
+    # keel started with metering.enabled=false (no usage records, no quota
+    # decision). ingest_batch, with metering and quotas on, must stay within
+    # 5 % of it (the "metering" ratio of the summary).
+    Scenario(
+        name="ingest_batch_nometer",
+        description="ingest_batch against a keel with metering.enabled=false (reference of "
+                    "the metering overhead: ingest_batch >= 0.95x this)",
+        request=None,
+        reference=None,
+        runner=lambda ctx: run_ingest_nometer(ctx, INGEST_BATCH),
+    ),
     Scenario(
         name="raw_sqlite",
         description="the ceiling: build-release/bench_raw_sqlite inserts the same rows with "
@@ -1182,6 +1194,29 @@ def keel_alive(ctx: Context) -> bool:
         return False
 
 
+def run_ingest_nometer(ctx: Context, kind: IngestKind) -> CustomResult:
+    """run_ingest against a second keel (own data directory and port, the
+    same settings plus metering.enabled=false), stopped afterwards."""
+    port = free_port()
+    data_dir = ctx.tmp / "keel-data-nometer"
+    data_dir.mkdir(exist_ok=True)
+    argv = [ctx.keel_bin, "serve", "--listen", "127.0.0.1:%d" % port, "--data-dir",
+            str(data_dir), "--set", "log.access=false", "--set", "plans.file=%s" % BENCH_PLANS]
+    for setting in ctx.args.set:
+        argv += ["--set", setting]
+    argv += ["--set", "metering.enabled=false"]
+    svc = Service("keel-nometer", argv, ctx.tmp / "keel-nometer.log",
+                  env=dict(os.environ, KEEL_LOG_LEVEL="warn"))
+    svc.start()
+    try:
+        svc.wait_ready(port, "/healthz", 30)
+        sub = Context(port, data_dir, ctx.keel_bin, args=ctx.args, keel_pid=svc.proc.pid,
+                      tmp=ctx.tmp)
+        return run_ingest(sub, kind)
+    finally:
+        svc.stop()
+
+
 def summarize_custom(ctx: Context) -> dict:
     """The figures of the runner scenarios against their targets, the ratio
     of keel's batch ingestion to the raw ceiling, and the quoted reference."""
@@ -1194,6 +1229,11 @@ def summarize_custom(ctx: Context) -> dict:
                            eps / raw.figures["inserts"]["events_per_sec"], "x", TARGET_RAW_RATIO))
         cross.append(Check("ingest_batch / with-sessions ceiling",
                            eps / raw.figures["sessions"]["events_per_sec"], "x"))
+    nometer = results.get("ingest_batch_nometer")
+    if batch and nometer and batch.figures and nometer.figures:
+        cross.append(Check("metering: ingest_batch / ingest_batch_nometer",
+                           batch.figures["events_per_sec"] / nometer.figures["events_per_sec"],
+                           "x", 0.95))
     print("\nsummary: ingestion and queries (durable: WAL, synchronous=FULL, 202 after commit)")
     for name, res in results.items():
         for c in res.checks:

@@ -98,6 +98,8 @@ const struct route *routes_keys(size_t *count);        /* keys.c */
 const struct route *routes_ingest(size_t *count);      /* ingest.c */
 const struct route *routes_telemetry(size_t *count);   /* telemetry.c */
 const struct route *routes_deadletters(size_t *count); /* deadletters.c */
+const struct route *routes_usage(size_t *count);       /* usage.c */
+const struct route *routes_analytics(size_t *count);   /* analytics.c */
 
 /* --- router (router.c): pure matching, unit-tested --------------------- */
 

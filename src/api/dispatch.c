@@ -14,6 +14,7 @@
 #include "api/deadletters.h"
 #include "api/ingest.h"
 #include "api/keys.h"
+#include "api/usage.h"
 #include "core/crypto.h"
 #include "core/json.h"
 #include "core/limits.h"
@@ -39,6 +40,7 @@ struct api {
   struct ingest *ingest;       /* the ingestion pipeline (api/ingest.h) */
   struct deadletters
       *deadletters; /* dead-letter depth and expiry (api/deadletters.h); NULL without a store */
+  struct usage_area *usage; /* quota counters and usage jobs (api/usage.h) */
 };
 
 struct api *api_new(const struct api_options *opt) {
@@ -57,11 +59,16 @@ struct api *api_new(const struct api_options *opt) {
   if (api->store) api->authcache = authcache_new(NULL);
   api->ingest = ingest_start(api);
   if (api->store) api->deadletters = deadletters_start(api);
+  api->usage = usage_start(api);
   return api;
 }
 
 struct ingest *api_ingest(const struct api *api) {
   return api->ingest;
+}
+
+struct usage_area *api_usage(const struct api *api) {
+  return api->usage;
 }
 
 struct deadletters *api_deadletters(const struct api *api) {
@@ -88,6 +95,7 @@ void api_free(struct api *api) {
   if (!api) return;
   keys_stop(api->keys); /* flushes last_used_at: the store must still be open */
   deadletters_stop(api->deadletters);
+  usage_stop(api->usage); /* joins the usage jobs: the store must still be open */
   ingest_stop(api->ingest);
   authcache_free(api->authcache);
   crypto_wipe(&api->session_keys, sizeof(api->session_keys));
@@ -141,6 +149,7 @@ int api_render_gauges(struct api *api, struct buf *out) {
   rc |= keys_render_metrics(api->keys, out);
   rc |= ingest_render_metrics(api->ingest, out);
   rc |= deadletters_render_metrics(api->deadletters, out);
+  rc |= usage_render_metrics(api->usage, out);
   rc |= authcache_render_metrics(api->authcache, out);
   return rc ? -1 : 0;
 }

@@ -3,15 +3,18 @@
  * (docs/events.md is the contract, docs/internals/ingest.md the design).
  *
  * A request's life:
- *  1. worker thread: backpressure check, events_parse (validation),
- *     events_enrich, the per-event errors rendered to JSON; the batch goes
+ *  1. worker thread: backpressure check, events_parse (validation), the
+ *     quota decision (api/usage.h: a reservation, or 402, or the events past
+ *     the boundary refused one by one), events_enrich, the per-event errors
+ *     rendered to JSON; the batch goes
  *     to the store writer with store_write_async and the handler returns
  *     API_DEFERRED (the connection stays suspended);
  *  2. writer thread, inside its group transaction: store_events_append
  *     (dedup, chain, pricing, session rows) for the whole batch in one
  *     SAVEPOINT;
- *  3. writer thread, after the group's COMMIT: append_done writes the 202
- *     answer into the request and resumes it.
+ *  3. writer thread, after the group's COMMIT: append_done settles the
+ *     quota reservation with the events accepted, writes the 202 answer
+ *     into the request and resumes it.
  * If the batch's append fails, a second job appends its events one at a
  * time, each in its own SAVEPOINT, and writes every event that still fails
  * to the dead-letter table; the answer then counts them as dead_lettered.
@@ -26,6 +29,8 @@
 
 #include "api/api.h"
 #include "api/deadletters.h"
+#include "api/usage.h"
+#include "core/arena.h"
 #include "core/json.h"
 #include "core/limits.h"
 #include "core/log.h"
@@ -67,9 +72,10 @@ struct ingest_job {
   size_t nvalid;
   enum store_append_outcome *outcomes; /* batch.count entries */
   struct store_append_result res;
-  char *errors_json; /* the per-event validation errors, rendered; xmalloc'd */
-  size_t dead;       /* events written to the dead-letter table */
-  bool *dead_at;     /* batch.count entries: which ones (pass 2 only) */
+  char *errors_json;         /* the per-event validation errors, rendered; xmalloc'd */
+  size_t dead;               /* events written to the dead-letter table */
+  bool *dead_at;             /* batch.count entries: which ones (pass 2 only) */
+  struct usage_ticket quota; /* the quota reservation, settled once the batch is done */
   struct ingest_job *held_next;
 };
 
@@ -173,7 +179,10 @@ static int retry_fn(struct store_tx *tx, void *arg) {
 /* The job's last step on the writer: the job itself (the parsed batch) is
  * freed with the request's arena, on the I/O thread, once the answer is
  * sent — not here, where every microsecond holds up the next group. */
-static void job_finished(struct ingest *in, struct ingest_job *job) {
+static void job_finished(struct ingest *in, struct ingest_job *job, size_t accepted) {
+  /* Only accepted (stored) events count: duplicates and a failed batch give
+   * their share of the reservation back. */
+  usage_settle(api_usage(in->api), &job->scope, &job->quota, (int64_t)accepted);
   atomic_fetch_sub(&in->pending_events, (long long)job->nvalid);
   pthread_mutex_lock(&in->mu);
   if (--in->jobs_inflight == 0) pthread_cond_broadcast(&in->idle_cv);
@@ -221,7 +230,7 @@ static void retry_done(void *arg, int rc) {
     http_resp_header(job->ctx->req, "Retry-After", "1");
     api_problem(job->ctx, "service_unavailable",
                 "the events could not be stored; nothing was stored, retry the request");
-    job_finished(in, job);
+    job_finished(in, job, 0);
     return;
   }
   if (job->dead) {
@@ -248,7 +257,7 @@ static void retry_done(void *arg, int rc) {
   json_decref(errors);
   answer_accepted(job, text ? text : "[]");
   xfree(text); /* jansson allocates with xmalloc (app_init) */
-  job_finished(in, job);
+  job_finished(in, job, job->res.accepted);
 }
 
 static void append_done(void *arg, int rc) {
@@ -256,7 +265,7 @@ static void append_done(void *arg, int rc) {
   struct ingest *in = job->in;
   if (rc == 0) {
     answer_accepted(job, job->errors_json);
-    job_finished(in, job);
+    job_finished(in, job, job->res.accepted);
     return;
   }
   /* The batch failed as a whole: try its events one by one. */
@@ -293,21 +302,66 @@ static int overloaded(struct ctx *ctx, struct ingest *in) {
                      "too many events are waiting to be stored; retry in a second");
 }
 
-/* Renders the per-event errors as the answer's "errors" array. */
-static char *render_errors(const struct ingest_batch *b) {
-  if (b->error_count == 0) return xstrdup("[]");
+/* Renders the per-event errors as the answer's "errors" array, in body
+ * order: the validation errors, and one entry per event the quota refused
+ * (refused[i], NULL when none, with code quota_code). */
+static char *render_errors(const struct ingest_batch *b, const bool *refused,
+                           const char *quota_code) {
+  if (b->error_count == 0 && !refused) return xstrdup("[]");
   json_t *arr = json_array();
-  for (size_t i = 0; i < b->error_count; i++) {
-    const struct ingest_error *e = &b->errors[i];
-    json_array_append_new(
-        arr, json_pack("{s:I, s:s, s:s, s:s}", "index", (json_int_t)e->index, "code", e->code,
-                       "field", e->field, "message", e->message));
+  size_t k = 0;
+  for (size_t i = 0; i < b->count || k < b->error_count; i++) {
+    for (; k < b->error_count && b->errors[k].index <= i; k++) {
+      const struct ingest_error *e = &b->errors[k];
+      json_array_append_new(
+          arr, json_pack("{s:I, s:s, s:s, s:s}", "index", (json_int_t)e->index, "code", e->code,
+                         "field", e->field, "message", e->message));
+    }
+    if (refused && i < b->count && refused[i]) {
+      char field[32];
+      snprintf(field, sizeof(field), "events[%zu]", i);
+      json_array_append_new(
+          arr, json_pack("{s:I, s:s, s:s, s:s}", "index", (json_int_t)i, "code", quota_code,
+                         "field", field, "message",
+                         strcmp(quota_code, "overage_cap_reached") == 0
+                             ? "valid, but past the plan's overage cap for this period: not stored"
+                             : "valid, but past the plan's event quota for this period: not "
+                               "stored"));
+    }
   }
   char *text = json_dumps(arr, JSON_COMPACT);
   json_decref(arr);
   char *out = xstrdup(text ? text : "[]");
   xfree(text);
   return out;
+}
+
+/* The quota decision (api/usage.h) for the batch's valid events: 0 to go
+ * on (the events past the boundary, if any, are marked rejected and
+ * *refused says which), or 1 when the answer is set (402). */
+static int apply_quota(struct ctx *ctx, struct ingest_job *job, bool **refused, const char **code) {
+  struct ingest_batch *b = &job->batch;
+  int64_t admitted = 0;
+  *refused = NULL;
+  enum usage_admit_result r = usage_admit(ctx, b->received_us, (int64_t)(b->count - b->rejected),
+                                          &admitted, code, &job->quota);
+  if (r == USAGE_ADMIT_REFUSED) return 1;
+  if (r == USAGE_ADMIT_ALL) return 0;
+  /* A batch across the boundary: the first `admitted` valid events go on,
+   * the rest are refused here, before the queue, and never stored. */
+  *refused = arena_alloc(ctx->arena, b->count * sizeof(**refused));
+  memset(*refused, 0, b->count * sizeof(**refused));
+  for (size_t i = 0; i < b->count; i++) {
+    if (!b->events[i].valid) continue;
+    if (admitted > 0) {
+      admitted--;
+      continue;
+    }
+    b->events[i].valid = false;
+    b->rejected++;
+    (*refused)[i] = true;
+  }
+  return 0;
 }
 
 static int refuse_body(struct ctx *ctx, int rc, struct ingest_batch *b) {
@@ -354,11 +408,15 @@ static int ingest(struct ctx *ctx, enum events_entry entry) {
     atomic_fetch_add(&in->rejected, 1);
     return refuse_single(ctx, b);
   }
+  /* The quota before any further work: a refused batch costs no more. */
+  job->scope = ctx->scope;
+  bool *quota_refused = NULL;
+  const char *quota_code = NULL;
+  if (b->count > b->rejected && apply_quota(ctx, job, &quota_refused, &quota_code)) return 0;
   events_enrich(b);
   events_prepare(b, ctx->scope.org_id); /* canonical forms and costs, off the writer */
   job->nvalid = b->count - b->rejected;
-  job->errors_json = render_errors(b);
-  job->scope = ctx->scope;
+  job->errors_json = render_errors(b, quota_refused, quota_code);
   if (ctx->actor == ACTOR_KEY) {
     memcpy(job->key_id, ctx->key.id, sizeof(job->key_id));
     job->api_key_id = job->key_id;
@@ -372,6 +430,7 @@ static int ingest(struct ctx *ctx, enum events_entry entry) {
   job->outcomes = xcalloc(b->count, sizeof(*job->outcomes));
   atomic_fetch_add(&in->pending_events, (long long)job->nvalid);
   if (submit(in, job) != 0) {
+    usage_settle(api_usage(in->api), &job->scope, &job->quota, 0);
     atomic_fetch_sub(&in->pending_events, (long long)job->nvalid);
     http_resp_header(ctx->req, "Retry-After", "1");
     return api_problem(ctx, "service_unavailable", "the server is shutting down");
@@ -401,7 +460,7 @@ static void release_held(struct ingest *in) {
     if (store_write_async(api_store(in->api), append_fn, job, append_done) != 0) {
       http_resp_header(job->ctx->req, "Retry-After", "1");
       api_problem(job->ctx, "service_unavailable", "the server is shutting down");
-      job_finished(in, job);
+      job_finished(in, job, 0);
     }
     job = next;
   }

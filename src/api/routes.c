@@ -42,8 +42,8 @@ typedef const struct route *(*area_fn)(size_t *count);
  * data plane (API keys: whoami, and later ingestion) comes first because it
  * carries most of the traffic. */
 static const area_fn areas[] = {
-    routes_ingest, routes_keys,  routes_telemetry, routes_deadletters,
-    routes_auth,   routes_orgs,  routes_members,   routes_invitations,
+    routes_ingest, routes_keys,  routes_telemetry, routes_deadletters, routes_analytics,
+    routes_usage,  routes_auth,  routes_orgs,      routes_members,     routes_invitations,
     routes_audit,  routes_admin, routes_plans,
 };
 

@@ -90,6 +90,10 @@ static const struct config_setting settings[] = {
             "events waiting for the store writer above which ingestion answers 503"),
     INT_ROW("dead_letters.expiry_interval_s", dead_letters_expiry_interval_s, "60", 1, 86400,
             "seconds between runs of the job that deletes dead letters older than 7 days"),
+    BOOL_ROW("metering.enabled", metering_enabled, "true",
+             "usage records and quota enforcement on ingestion (false: benchmark reference)"),
+    INT_ROW("usage.job_interval_s", usage_job_interval_s, "300", 1, 86400,
+            "seconds between runs of the usage rollover and counter refresh jobs"),
 };
 
 #define SETTINGS_COUNT (sizeof(settings) / sizeof(settings[0]))

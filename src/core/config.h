@@ -51,6 +51,8 @@ struct config {
   int64_t auth_login_per_ip_per_min; /* auth.login_per_ip_per_min */
   int64_t ingest_queue_max;          /* ingest.queue_max: backpressure threshold (events) */
   int64_t dead_letters_expiry_interval_s; /* dead_letters.expiry_interval_s */
+  bool metering_enabled;                  /* metering.enabled: usage records and quotas */
+  int64_t usage_job_interval_s;           /* usage.job_interval_s: rollover/refresh jobs */
 };
 
 enum config_type { CONFIG_STRING, CONFIG_INT, CONFIG_BOOL };

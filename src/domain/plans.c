@@ -32,7 +32,8 @@ static int parse_plan(json_t *p, struct plan *out, char *err, size_t errlen) {
   memcpy(out->id, id, strlen(id) + 1);
   memcpy(out->name, name, strlen(name) + 1);
   out->price_month_cents = int_at(p, "price_month_cents", NULL, 0);
-  out->price_year_cents = int_at(p, "price_year_cents", NULL, 0);
+  /* A year costs 12 months less 20 % unless the registry says otherwise. */
+  out->price_year_cents = int_at(p, "price_year_cents", NULL, out->price_month_cents * 12 * 8 / 10);
   out->members_max = int_at(p, "limits", "members", PLAN_UNLIMITED);
   out->orgs_per_user_max = int_at(p, "limits", "orgs_per_user", PLAN_UNLIMITED);
   out->api_keys_max = int_at(p, "limits", "api_keys", PLAN_UNLIMITED);
@@ -45,8 +46,14 @@ static int parse_plan(json_t *p, struct plan *out, char *err, size_t errlen) {
   out->grace_permille = int_at(p, "grace_permille", NULL, 0);
   out->retention_days = int_at(p, "retention_days", NULL, 7);
   out->audit_retention_days = int_at(p, "audit_retention_days", NULL, 90);
-  if (out->rate_per_min_key <= 0 || out->rate_per_min_org <= 0 || out->events_per_month < 0) {
-    snprintf(err, errlen, "plans: plan '%s' has a non-positive rate limit or a negative quota", id);
+  if (out->rate_per_min_key <= 0 || out->rate_per_min_org <= 0 ||
+      (out->events_per_month < 0 && out->events_per_month != PLAN_UNLIMITED) ||
+      out->overage_cap_permille < 1000 || out->grace_permille < 0 ||
+      out->overage_nano_usd_per_1000 < 0) {
+    snprintf(err, errlen,
+             "plans: plan '%s' has a non-positive rate limit, a negative quota, grace or overage "
+             "price, or an overage cap below 1000 permille",
+             id);
     return -1;
   }
   return 0;
@@ -137,8 +144,60 @@ const struct plan *plans_all(size_t *count) {
   return registry;
 }
 
+/* Money as a decimal string: cents, or nano-USD (2 to 9 decimals). */
+static json_t *usd_cents(int64_t cents) {
+  char t[32];
+  snprintf(t, sizeof(t), "%lld.%02lld", (long long)(cents / 100), (long long)(cents % 100));
+  return json_string(t);
+}
+
+static json_t *usd_nano(int64_t nano) {
+  char frac[24], t[64];
+  snprintf(frac, sizeof(frac), "%09lld", (long long)(nano % 1000000000));
+  int len = 9;
+  while (len > 2 && frac[len - 1] == '0') len--;
+  frac[len] = '\0';
+  snprintf(t, sizeof(t), "%lld.%s", (long long)(nano / 1000000000), frac);
+  return json_string(t);
+}
+
+/* The registry as served: each plan as configured, plus "prices_usd" (the
+ * money as decimal strings) and "quota" (the monthly quota with the
+ * overage cap and grace as event counts). */
 json_t *plans_json(void) {
-  return json_deep_copy(registry_json);
+  json_t *doc = json_deep_copy(registry_json);
+  size_t i;
+  json_t *p;
+  json_array_foreach(json_object_get(doc, "plans"), i, p) {
+    if (i >= nplans) break;
+    const struct plan *pl = &registry[i];
+    json_object_set_new(
+        p, "prices_usd",
+        json_pack("{s:o, s:o, s:o}", "month", usd_cents(pl->price_month_cents), "year",
+                  usd_cents(pl->price_year_cents), "overage_per_1000_events",
+                  usd_nano(pl->overage_allowed ? pl->overage_nano_usd_per_1000 : 0)));
+    bool unlimited = pl->events_per_month == PLAN_UNLIMITED;
+    int64_t q = pl->events_per_month;
+    json_object_set_new(
+        p, "quota",
+        json_pack("{s:o, s:b, s:o, s:o, s:o}", "events_per_month",
+                  unlimited ? json_null() : json_integer(q), "overage_allowed", pl->overage_allowed,
+                  "overage_cap_multiple",
+                  pl->overage_allowed ? json_real((double)pl->overage_cap_permille / 1000.0)
+                                      : json_null(),
+                  "overage_cap_events",
+                  pl->overage_allowed && !unlimited
+                      ? json_integer(q / 1000 * pl->overage_cap_permille +
+                                     q % 1000 * pl->overage_cap_permille / 1000)
+                      : json_null(),
+                  "grace_events",
+                  unlimited ? json_null()
+                            : json_integer(pl->overage_allowed
+                                               ? 0
+                                               : q / 1000 * pl->grace_permille +
+                                                     q % 1000 * pl->grace_permille / 1000)));
+  }
+  return doc;
 }
 
 bool plans_within(int64_t limit, int64_t value) {

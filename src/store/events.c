@@ -27,6 +27,8 @@
 #include "core/xmalloc.h"
 #include "domain/pricing.h"
 #include "store/db.h"
+#include "store/rollups.h"
+#include "store/usage.h"
 
 enum session_status { SESSION_ACTIVE, SESSION_COMPLETED, SESSION_ERROR };
 
@@ -336,8 +338,15 @@ static int event_insert(struct store_tx *tx, const struct org_scope *scope,
   return 0;
 }
 
+/* What a batch accumulates besides its sessions: usage records and
+ * analytics rollups, written once at the end of the batch. */
+struct batch_accs {
+  struct usage_acc *usage;
+  struct rollup_acc *rollups;
+};
+
 static int append_one(struct store_tx *tx, const struct org_scope *scope, struct ingest_event *e,
-                      const char *api_key_id, struct sess_table *sessions,
+                      const char *api_key_id, struct sess_table *sessions, struct batch_accs *accs,
                       enum store_append_outcome *outcome) {
   bool fresh;
   struct sess *s = sess_find(sessions, e->session_id, &fresh);
@@ -355,6 +364,8 @@ static int append_one(struct store_tx *tx, const struct org_scope *scope, struct
     return 0;
   }
   sess_apply(s, e, hash);
+  usage_acc_add(accs->usage, e, api_key_id);
+  rollup_acc_add(accs->rollups, e, api_key_id);
   *outcome = STORE_APPEND_ACCEPTED;
   return 0;
 }
@@ -365,6 +376,7 @@ int store_events_append(struct store_tx *tx, const struct org_scope *scope,
   res->duplicates = 0;
   struct sess_table sessions;
   memset(&sessions, 0, sizeof(sessions));
+  struct batch_accs accs = {.usage = usage_acc_new(), .rollups = rollup_acc_new()};
   struct buf scratch; /* for events not prepared by the caller, and the tags */
   buf_init(&scratch, LIMIT_EVENT_CANONICAL_MAX);
   int rc = 0;
@@ -381,7 +393,7 @@ int store_events_append(struct store_tx *tx, const struct org_scope *scope,
         rc = KEEL_EINVAL;
         break;
       }
-      rc = append_one(tx, scope, e, res->api_key_id, &sessions, &outcome);
+      rc = append_one(tx, scope, e, res->api_key_id, &sessions, &accs, &outcome);
       if (local) {
         e->prepared = false; /* its canonical form was in scratch */
         e->canon = NULL;
@@ -395,6 +407,10 @@ int store_events_append(struct store_tx *tx, const struct org_scope *scope,
   for (size_t i = 0; rc == 0 && i < sessions.n; i++) {
     if (sessions.items[i].touched) rc = sess_write(tx, scope, &sessions.items[i], &scratch);
   }
+  if (rc == 0) rc = usage_acc_flush(tx, scope, accs.usage);
+  if (rc == 0) rc = rollup_acc_flush(tx, scope, accs.rollups);
+  usage_acc_free(accs.usage);
+  rollup_acc_free(accs.rollups);
   sess_table_free(&sessions);
   buf_free(&scratch);
   return rc;

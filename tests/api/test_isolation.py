@@ -49,6 +49,7 @@ PUBLIC = {
     ("get", "/v1/auth/oidc/{provider}/start"), ("get", "/v1/auth/oidc/{provider}/callback"),
     ("post", "/v1/webhooks/stripe"),
     ("post", "/v1/dev/clock"), ("get", "/v1/dev/slow"), ("post", "/v1/dev/ingest"),
+    ("post", "/v1/dev/jobs/{job}/run"),
 }
 METHODS = ("get", "post", "put", "patch", "delete")
 PARAM_RE = re.compile(r"\{([a-z_]+)\}")

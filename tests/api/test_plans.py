@@ -21,6 +21,11 @@ def test_plans_public_and_complete(server, http):
     assert by_id["free"]["limits"]["orgs_per_user"] == 3
     assert by_id["pro"]["limits"]["members"] == 5
     assert by_id["team"]["limits"]["members"] == -1
+    # The registry as configured, plus the derived money strings and quota
+    # counts (test_usage.py checks those).
+    for p in body["plans"]:
+        assert set(p.pop("prices_usd")) == {"month", "year", "overage_per_1000_events"}
+        assert "events_per_month" in p.pop("quota")
     assert body == REGISTRY
 
 

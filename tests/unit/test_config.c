@@ -82,6 +82,8 @@ static const struct {
     {"auth.login_per_ip_per_min", CONFIG_INT, "30", 1, 100000},
     {"ingest.queue_max", CONFIG_INT, "100000", 1, 100000000},
     {"dead_letters.expiry_interval_s", CONFIG_INT, "60", 1, 86400},
+    {"metering.enabled", CONFIG_BOOL, "true", 0, 0},
+    {"usage.job_interval_s", CONFIG_INT, "300", 1, 86400},
 };
 #define EXPECTED_COUNT (sizeof(expected_settings) / sizeof(expected_settings[0]))
 

@@ -1,0 +1,96 @@
+/*
+ * store/analytics.h — the reads behind the analytics routes (R-QRY-3..5,
+ * R-QRY-7; docs/analytics.md). Every function is scoped by the org and
+ * walks an index that starts with org_id:
+ *   - hourly rollups over a range: rollup_hourly's primary key
+ *     (org_id, hour, …); one agent's: rollup_hourly_agent (org_id, agent_id,
+ *     hour);
+ *   - an agent's tools: rollup_tools' primary key (org_id, agent_id, hour, …);
+ *   - an agent's sessions by start: sessions_agent_started;
+ *   - agents: analytics_agents' primary key; events of one type over a
+ *     range (funnels): events_type_ts; cohorts: analytics_users_first, then
+ *     analytics_user_weeks' primary key per user.
+ * Rows go to a callback one at a time; strings and blobs are borrowed from
+ * the statement for the call only. A callback's non-zero return stops the
+ * walk and is returned. Thread-safety: as the transaction (a store_read job).
+ */
+#ifndef KEEL_STORE_ANALYTICS_H
+#define KEEL_STORE_ANALYTICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/ids.h"
+#include "core/slice.h"
+#include "store/store.h"
+
+/* One rollup_hourly row. */
+struct analytics_hour_row {
+  int64_t hour;
+  const char *agent_id, *model, *provider; /* model, provider "" for non-llm rows */
+  char api_key_id[ID_STR_SIZE];            /* "" for events ingested without a key */
+  int64_t events, session_starts, session_ends, llm_calls, tool_calls;
+  int64_t errors, error_events, tool_errors, llm_errors, other_errors;
+  int64_t input_tokens, output_tokens, reasoning_tokens, cache_read_tokens, cache_write_tokens;
+  int64_t cost_nano, latency_count, latency_sum_us;
+  struct slice latency_hist; /* encoded sketch; len 0: none */
+};
+typedef int (*analytics_hour_fn)(const struct analytics_hour_row *r, void *arg);
+
+/* Rows with from ≤ hour < to; agent_id NULL: every agent. */
+int store_analytics_hours(struct store_tx *tx, const struct org_scope *scope, const char *agent_id,
+                          int64_t from_us, int64_t to_us, analytics_hour_fn fn, void *arg);
+
+struct analytics_tool_row {
+  const char *tool_name;
+  int64_t calls, errors, duration_count, duration_sum_us, duration_max_us;
+};
+typedef int (*analytics_tool_fn)(const struct analytics_tool_row *r, void *arg);
+/* One agent's tool rows with from ≤ hour < to (one row per tool and hour). */
+int store_analytics_tools(struct store_tx *tx, const struct org_scope *scope, const char *agent_id,
+                          int64_t from_us, int64_t to_us, analytics_tool_fn fn, void *arg);
+
+struct analytics_session_row {
+  int64_t started_us, ended_us; /* ended_us valid when ended */
+  bool ended;
+  const char *status; /* active | completed | error */
+};
+typedef int (*analytics_session_fn)(const struct analytics_session_row *r, void *arg);
+/* One agent's sessions with from ≤ started_at < to. */
+int store_analytics_sessions(struct store_tx *tx, const struct org_scope *scope,
+                             const char *agent_id, int64_t from_us, int64_t to_us,
+                             analytics_session_fn fn, void *arg);
+
+struct analytics_agent_row {
+  const char *agent_id;
+  int64_t first_seen_us, last_seen_us, events;
+};
+typedef int (*analytics_agent_fn)(const struct analytics_agent_row *r, void *arg);
+/* Agents by id after `after` ("" for the first), at most limit. */
+int store_analytics_agents(struct store_tx *tx, const struct org_scope *scope, const char *after,
+                           int64_t limit, analytics_agent_fn fn, void *arg);
+/* One agent; KEEL_ENOTFOUND when the org never saw it. */
+int store_analytics_agent_get(struct store_tx *tx, const struct org_scope *scope,
+                              const char *agent_id, analytics_agent_fn fn, void *arg);
+
+struct analytics_event_row {
+  int64_t ts_us;
+  const char *id, *session_id;
+  struct slice data, metadata; /* canonical JSON; only when asked for */
+};
+typedef int (*analytics_event_fn)(const struct analytics_event_row *r, void *arg);
+/* Events of one type with from ≤ ts < to, in ts order; with_json: data and
+ * metadata too (one primary-key read per event either way, for session_id). */
+int store_analytics_events_of_type(struct store_tx *tx, const struct org_scope *scope,
+                                   const char *type, int64_t from_us, int64_t to_us, bool with_json,
+                                   analytics_event_fn fn, void *arg);
+
+/* Cohorts: for users whose first week is in [from, to), (first_week,
+ * week, users) for each week ≥ first_week they were active in. */
+typedef int (*analytics_cohort_fn)(int64_t first_week_us, int64_t week_us, int64_t users,
+                                   void *arg);
+int store_analytics_cohorts(struct store_tx *tx, const struct org_scope *scope, int64_t from_us,
+                            int64_t to_us, analytics_cohort_fn fn, void *arg);
+
+#endif

@@ -1,0 +1,393 @@
+/*
+ * store/rollups.c — the analytics rollups the writer keeps (store/rollups.h).
+ *
+ * This runs on the single writer, inside the ingestion batch's transaction:
+ * rollup_acc_add only updates small in-memory tables (a batch has at most a
+ * few dozen distinct keys, found by hash then string compare), and the flush
+ * costs one upsert per distinct key — plus, for an hourly row that got
+ * latency samples, one primary-key read of the stored sketch to merge into.
+ */
+#include "store/rollups.h"
+
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/errors.h"
+#include "core/ids.h"
+#include "core/time.h"
+#include "core/xmalloc.h"
+#include "domain/analytics.h"
+#include "store/db.h"
+
+/* One row of rollup_hourly. */
+struct hourly {
+  uint32_t hash;
+  int64_t hour;
+  const char *agent, *model, *provider, *key; /* borrowed; model/provider "" */
+  int64_t c[19]; /* the counters, in the order of hourly_upsert_sql's $7..$25 */
+  struct sketch latency;
+};
+
+enum {
+  C_EVENTS,
+  C_SESSION_STARTS,
+  C_SESSION_ENDS,
+  C_LLM_CALLS,
+  C_TOOL_CALLS,
+  C_ERRORS,
+  C_ERROR_EVENTS,
+  C_TOOL_ERRORS,
+  C_LLM_ERRORS,
+  C_OTHER_ERRORS,
+  C_INPUT,
+  C_OUTPUT,
+  C_REASONING,
+  C_CACHE_READ,
+  C_CACHE_WRITE,
+  C_COST,
+  C_LATENCY_COUNT,
+  C_LATENCY_SUM_US,
+  C_COUNT
+};
+_Static_assert(C_COUNT <= 19, "hourly counters");
+
+struct tool {
+  uint32_t hash;
+  int64_t hour;
+  const char *agent, *name;
+  int64_t calls, errors, dur_count, dur_sum_us, dur_max_us;
+};
+
+struct agent {
+  uint32_t hash;
+  const char *agent;
+  int64_t first, last, events;
+};
+
+struct user_week {
+  uint32_t hash;
+  char *user; /* owned */
+  int64_t week;
+};
+
+struct rollup_acc {
+  struct hourly *hourly;
+  size_t n_hourly, cap_hourly;
+  struct tool *tools;
+  size_t n_tools, cap_tools;
+  struct agent *agents;
+  size_t n_agents, cap_agents;
+  struct user_week *users;
+  size_t n_users, cap_users;
+};
+
+static uint32_t hash_str(uint32_t h, const char *s) {
+  for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+  return (h ^ 0xff) * 16777619u; /* a separator: ("ab","c") != ("a","bc") */
+}
+
+static uint32_t hash_i64(uint32_t h, int64_t v) {
+  for (int i = 0; i < 8; i++) h = (h ^ (uint8_t)(v >> (8 * i))) * 16777619u;
+  return h;
+}
+
+#define GROW(arr, n, cap)                                  \
+  do {                                                     \
+    if ((n) == (cap)) {                                    \
+      (cap) = (cap) ? (cap)*2 : 8;                         \
+      (arr) = xreallocarray((arr), (cap), sizeof(*(arr))); \
+    }                                                      \
+  } while (0)
+
+struct rollup_acc *rollup_acc_new(void) {
+  return xcalloc(1, sizeof(struct rollup_acc));
+}
+
+void rollup_acc_free(struct rollup_acc *a) {
+  if (!a) return;
+  for (size_t i = 0; i < a->n_hourly; i++) sketch_free(&a->hourly[i].latency);
+  for (size_t i = 0; i < a->n_users; i++) xfree(a->users[i].user);
+  xfree(a->hourly);
+  xfree(a->tools);
+  xfree(a->agents);
+  xfree(a->users);
+  xfree(a);
+}
+
+static struct hourly *hourly_find(struct rollup_acc *a, int64_t hour, const char *agent,
+                                  const char *model, const char *provider, const char *key) {
+  uint32_t h = hash_str(
+      hash_str(hash_str(hash_str(hash_i64(2166136261u, hour), agent), model), provider), key);
+  for (size_t i = 0; i < a->n_hourly; i++) {
+    struct hourly *r = &a->hourly[i];
+    if (r->hash == h && r->hour == hour && strcmp(r->agent, agent) == 0 &&
+        strcmp(r->model, model) == 0 && strcmp(r->provider, provider) == 0 &&
+        strcmp(r->key, key) == 0) {
+      return r;
+    }
+  }
+  GROW(a->hourly, a->n_hourly, a->cap_hourly);
+  struct hourly *r = &a->hourly[a->n_hourly++];
+  memset(r, 0, sizeof(*r));
+  *r = (struct hourly){
+      .hash = h, .hour = hour, .agent = agent, .model = model, .provider = provider, .key = key};
+  sketch_init(&r->latency);
+  return r;
+}
+
+static struct tool *tool_find(struct rollup_acc *a, int64_t hour, const char *agent,
+                              const char *name) {
+  uint32_t h = hash_str(hash_str(hash_i64(2166136261u, hour), agent), name);
+  for (size_t i = 0; i < a->n_tools; i++) {
+    struct tool *t = &a->tools[i];
+    if (t->hash == h && t->hour == hour && strcmp(t->agent, agent) == 0 &&
+        strcmp(t->name, name) == 0) {
+      return t;
+    }
+  }
+  GROW(a->tools, a->n_tools, a->cap_tools);
+  struct tool *t = &a->tools[a->n_tools++];
+  *t = (struct tool){.hash = h, .hour = hour, .agent = agent, .name = name};
+  return t;
+}
+
+static void agent_add(struct rollup_acc *a, const char *agent, int64_t ts) {
+  uint32_t h = hash_str(2166136261u, agent);
+  for (size_t i = 0; i < a->n_agents; i++) {
+    struct agent *g = &a->agents[i];
+    if (g->hash == h && strcmp(g->agent, agent) == 0) {
+      if (ts < g->first) g->first = ts;
+      if (ts > g->last) g->last = ts;
+      g->events++;
+      return;
+    }
+  }
+  GROW(a->agents, a->n_agents, a->cap_agents);
+  a->agents[a->n_agents++] =
+      (struct agent){.hash = h, .agent = agent, .first = ts, .last = ts, .events = 1};
+}
+
+static void user_add(struct rollup_acc *a, const char *user, int64_t week) {
+  uint32_t h = hash_str(hash_i64(2166136261u, week), user);
+  for (size_t i = 0; i < a->n_users; i++) {
+    if (a->users[i].hash == h && a->users[i].week == week && strcmp(a->users[i].user, user) == 0) {
+      return;
+    }
+  }
+  GROW(a->users, a->n_users, a->cap_users);
+  a->users[a->n_users++] = (struct user_week){.hash = h, .user = xstrdup(user), .week = week};
+}
+
+static bool status_failed(enum event_status s) {
+  return s == EVENT_STATUS_ERROR || s == EVENT_STATUS_TIMEOUT;
+}
+
+static bool is_tool(enum event_type t) {
+  return t == EVENT_TOOL_CALL || t == EVENT_TOOL_RESULT || t == EVENT_TOOL_ERROR;
+}
+
+void rollup_acc_add(struct rollup_acc *a, const struct ingest_event *e, const char *api_key_id) {
+  int64_t ts = e->timestamp_us;
+  int64_t hour = analytics_bucket_start(ANALYTICS_HOUR, ts);
+  bool llm = e->type == EVENT_LLM_CALL;
+  const char *model = llm && e->typed.llm.model ? e->typed.llm.model : "";
+  const char *provider = llm && e->typed.llm.provider ? e->typed.llm.provider : "";
+  /* A key id that is not a UUID (none comes from the API) would bind NULL
+   * into the key column: it is counted as no key. */
+  struct id parsed;
+  if (!api_key_id || id_parse(slice_from_cstr(api_key_id), &parsed) != 0) {
+    api_key_id = ROLLUP_NO_KEY;
+  }
+  struct hourly *r = hourly_find(a, hour, e->agent_id, model, provider, api_key_id);
+  int64_t *c = r->c;
+  c[C_EVENTS]++;
+  c[C_SESSION_STARTS] += e->type == EVENT_SESSION_START;
+  c[C_SESSION_ENDS] += e->type == EVENT_SESSION_END;
+  c[C_TOOL_CALLS] += e->type == EVENT_TOOL_CALL;
+  /* Each event counts as one error at most, of the first kind that fits. */
+  int kind =
+      e->type == EVENT_ERROR ? C_ERROR_EVENTS
+      : e->type == EVENT_TOOL_ERROR || (is_tool(e->type) && status_failed(e->typed.tool.status))
+          ? C_TOOL_ERRORS
+      : llm && status_failed(e->typed.llm.status) ? C_LLM_ERRORS
+      : e->severity >= EVENT_SEVERITY_ERROR       ? C_OTHER_ERRORS
+                                                  : -1;
+  if (kind >= 0) {
+    c[kind]++;
+    c[C_ERRORS]++;
+  }
+  if (llm) {
+    const struct ingest_llm_call *l = &e->typed.llm;
+    c[C_LLM_CALLS]++;
+    c[C_INPUT] += l->input_tokens;
+    c[C_OUTPUT] += l->output_tokens;
+    c[C_REASONING] += l->reasoning_tokens;
+    c[C_CACHE_READ] += l->cache_read_tokens;
+    c[C_CACHE_WRITE] += l->cache_write_tokens;
+    c[C_COST] += e->cost_nano;
+    if (l->latency_ms >= 0) {
+      c[C_LATENCY_COUNT]++;
+      c[C_LATENCY_SUM_US] += (int64_t)(l->latency_ms * 1000.0 + 0.5);
+      sketch_add(&r->latency, l->latency_ms);
+    }
+  }
+  if (is_tool(e->type) && e->typed.tool.tool_name) {
+    struct tool *t = tool_find(a, hour, e->agent_id, e->typed.tool.tool_name);
+    t->calls += e->type == EVENT_TOOL_CALL;
+    t->errors += kind == C_TOOL_ERRORS;
+    if (e->typed.tool.duration_ms >= 0) {
+      int64_t us = (int64_t)(e->typed.tool.duration_ms * 1000.0 + 0.5);
+      t->dur_count++;
+      t->dur_sum_us += us;
+      if (us > t->dur_max_us) t->dur_max_us = us;
+    }
+  }
+  agent_add(a, e->agent_id, ts);
+  char user[ANALYTICS_USER_ID_MAX + 1];
+  if (analytics_user_id(e->metadata, user)) {
+    user_add(a, user, analytics_bucket_start(ANALYTICS_WEEK, ts));
+  }
+}
+
+/* --- flush ------------------------------------------------------------------------ */
+
+static const char hourly_hist_sql[] =
+    "SELECT latency_hist FROM rollup_hourly WHERE org_id = $1 AND hour = @ts($2)"
+    " AND agent_id = $3 AND model = $4 AND provider = $5 AND api_key_id = $6";
+
+#define ADD(col) col " = rollup_hourly." col " + excluded." col
+static const char hourly_upsert_sql[] =
+    "INSERT INTO rollup_hourly(org_id, hour, agent_id, model, provider, api_key_id, events,"
+    " session_starts, session_ends, llm_calls, tool_calls, errors, error_events, tool_errors,"
+    " llm_errors, other_errors, input_tokens, output_tokens, reasoning_tokens,"
+    " cache_read_tokens, cache_write_tokens, cost_nano, latency_count, latency_sum_us,"
+    " latency_hist)"
+    " VALUES($1, @ts($2), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+    " $18, $19, $20, $21, $22, $23, $24, $25)"
+    " ON CONFLICT (org_id, hour, agent_id, model, provider, api_key_id) DO UPDATE SET " ADD(
+        "events") ", " ADD("session_starts") ", " ADD("session_ends") ", " ADD("llm_calls") ", " ADD("tool_calls") ", " ADD("errors") ", " ADD("error_events") ", " ADD("tool_errors") ", " ADD("llm_errors") ", " ADD("other_errors") ", " ADD("input_tokens") ", " ADD("output_tokens") ", " ADD("reasoning_tokens") ", " ADD("cache_read_tokens") ", " ADD("cache_write_tokens") ", " ADD("cost_nano") ", " ADD("latency_count") ", " ADD("latency_sum_us") ","
+    " latency_hist = coalesce(excluded.latency_hist, rollup_hourly.latency_hist)";
+#undef ADD
+
+static void bind_hourly_key(struct db_stmt *st, const struct org_scope *scope,
+                            const struct hourly *r) {
+  db_bind_uuid(st, 1, scope->org_id);
+  db_bind_i64(st, 2, r->hour);
+  db_bind_textn_nocopy(st, 3, r->agent, strlen(r->agent));
+  db_bind_textn_nocopy(st, 4, r->model, strlen(r->model));
+  db_bind_textn_nocopy(st, 5, r->provider, strlen(r->provider));
+  db_bind_uuid(st, 6, r->key);
+}
+
+static int hourly_write(struct store_tx *tx, const struct org_scope *scope, struct hourly *r,
+                        struct buf *scratch) {
+  if (r->latency.count) {
+    /* The stored sketch is merged here (SQL cannot add two sketches). */
+    struct db_stmt *st = db_prepare(tx, hourly_hist_sql);
+    if (!st) return KEEL_ESTORE;
+    bind_hourly_key(st, scope, r);
+    int rc = db_step(st);
+    if (rc < 0) return rc;
+    if (rc == DB_ROW && !db_col_is_null(st, 0)) {
+      /* A damaged stored sketch keeps what could be read of it. */
+      (void)sketch_decode_merge(&r->latency, db_col_blob(st, 0), db_col_len(st, 0));
+    }
+    db_reset(st);
+  }
+  struct db_stmt *st = db_prepare(tx, hourly_upsert_sql);
+  if (!st) return KEEL_ESTORE;
+  bind_hourly_key(st, scope, r);
+  for (int i = 0; i < C_COUNT; i++) db_bind_i64(st, 7 + i, r->c[i]);
+  if (r->latency.count) {
+    buf_reset(scratch);
+    if (sketch_encode(&r->latency, scratch) != 0) return KEEL_ETOOBIG;
+    db_bind_blob(st, 25, scratch->data, scratch->len);
+  } else {
+    db_bind_null(st, 25);
+  }
+  int rc = db_step(st);
+  return rc < 0 ? rc : 0;
+}
+
+static const char tool_upsert_sql[] =
+    "INSERT INTO rollup_tools(org_id, agent_id, hour, tool_name, calls, errors, duration_count,"
+    " duration_sum_us, duration_max_us) VALUES($1, $2, @ts($3), $4, $5, $6, $7, $8, $9)"
+    " ON CONFLICT (org_id, agent_id, hour, tool_name) DO UPDATE SET"
+    " calls = rollup_tools.calls + excluded.calls, errors = rollup_tools.errors + excluded.errors,"
+    " duration_count = rollup_tools.duration_count + excluded.duration_count,"
+    " duration_sum_us = rollup_tools.duration_sum_us + excluded.duration_sum_us,"
+    " duration_max_us = CASE WHEN excluded.duration_max_us > rollup_tools.duration_max_us"
+    " THEN excluded.duration_max_us ELSE rollup_tools.duration_max_us END";
+
+static const char agent_upsert_sql[] =
+    "INSERT INTO analytics_agents(org_id, agent_id, first_seen, last_seen, events)"
+    " VALUES($1, $2, @ts($3), @ts($4), $5)"
+    " ON CONFLICT (org_id, agent_id) DO UPDATE SET"
+    " first_seen = CASE WHEN excluded.first_seen < analytics_agents.first_seen"
+    " THEN excluded.first_seen ELSE analytics_agents.first_seen END,"
+    " last_seen = CASE WHEN excluded.last_seen > analytics_agents.last_seen"
+    " THEN excluded.last_seen ELSE analytics_agents.last_seen END,"
+    " events = analytics_agents.events + excluded.events";
+
+static const char user_upsert_sql[] =
+    "INSERT INTO analytics_users(org_id, user_id, first_week) VALUES($1, $2, @ts($3))"
+    " ON CONFLICT (org_id, user_id) DO UPDATE SET first_week = excluded.first_week"
+    " WHERE excluded.first_week < analytics_users.first_week";
+
+static const char user_week_sql[] =
+    "INSERT INTO analytics_user_weeks(org_id, user_id, week) VALUES($1, $2, @ts($3))"
+    " ON CONFLICT (org_id, user_id, week) DO NOTHING";
+
+static int step_done(struct db_stmt *st) {
+  int rc = db_step(st);
+  return rc < 0 ? rc : 0;
+}
+
+int rollup_acc_flush(struct store_tx *tx, const struct org_scope *scope, struct rollup_acc *a) {
+  struct buf scratch;
+  buf_init(&scratch, 4 * ANALYTICS_SKETCH_KEYS * 6);
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < a->n_hourly; i++) {
+    rc = hourly_write(tx, scope, &a->hourly[i], &scratch);
+  }
+  buf_free(&scratch);
+  for (size_t i = 0; rc == 0 && i < a->n_tools; i++) {
+    const struct tool *t = &a->tools[i];
+    struct db_stmt *st = db_prepare(tx, tool_upsert_sql);
+    if (!st) return KEEL_ESTORE;
+    db_bind_uuid(st, 1, scope->org_id);
+    db_bind_textn_nocopy(st, 2, t->agent, strlen(t->agent));
+    db_bind_i64(st, 3, t->hour);
+    db_bind_textn_nocopy(st, 4, t->name, strlen(t->name));
+    db_bind_i64(st, 5, t->calls);
+    db_bind_i64(st, 6, t->errors);
+    db_bind_i64(st, 7, t->dur_count);
+    db_bind_i64(st, 8, t->dur_sum_us);
+    db_bind_i64(st, 9, t->dur_max_us);
+    rc = step_done(st);
+  }
+  for (size_t i = 0; rc == 0 && i < a->n_agents; i++) {
+    const struct agent *g = &a->agents[i];
+    struct db_stmt *st = db_prepare(tx, agent_upsert_sql);
+    if (!st) return KEEL_ESTORE;
+    db_bind_uuid(st, 1, scope->org_id);
+    db_bind_textn_nocopy(st, 2, g->agent, strlen(g->agent));
+    db_bind_i64(st, 3, g->first);
+    db_bind_i64(st, 4, g->last);
+    db_bind_i64(st, 5, g->events);
+    rc = step_done(st);
+  }
+  for (size_t i = 0; rc == 0 && i < a->n_users; i++) {
+    const struct user_week *u = &a->users[i];
+    const char *sqls[] = {user_upsert_sql, user_week_sql};
+    for (int k = 0; rc == 0 && k < 2; k++) {
+      struct db_stmt *st = db_prepare(tx, sqls[k]);
+      if (!st) return KEEL_ESTORE;
+      db_bind_uuid(st, 1, scope->org_id);
+      db_bind_text(st, 2, u->user);
+      db_bind_i64(st, 3, u->week);
+      rc = step_done(st);
+    }
+  }
+  return rc;
+}
