@@ -61,7 +61,9 @@ def connect_refused(port):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     except ConnectionRefusedError:
         return True
-    except ConnectionResetError:
+    except (ConnectionResetError, TimeoutError):
+        # A timeout: the SYN met a listener that was closing (a loaded
+        # machine): not refused yet either.
         return False
     return False
 
