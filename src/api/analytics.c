@@ -352,7 +352,7 @@ static int h_series(struct ctx *ctx, enum series_kind kind) {
     series_free(&j);
     return 0;
   }
-  qsort(j.cells, j.n, sizeof(*j.cells), cell_cmp);
+  if (j.n > 1) qsort(j.cells, j.n, sizeof(*j.cells), cell_cmp); /* cells is NULL when empty */
   json_t *data = json_array();
   int64_t total_cost = 0;
   for (size_t i = 0; i < j.n; i++) {
@@ -612,13 +612,13 @@ static int h_agent_performance(struct ctx *ctx) {
     xfree(j.tools);
     return 0;
   }
-  qsort(j.durations, j.n_dur, sizeof(*j.durations), i64_cmp);
+  if (j.n_dur > 1) qsort(j.durations, j.n_dur, sizeof(*j.durations), i64_cmp);
   int64_t dur_sum = 0;
   for (size_t i = 0; i < j.n_dur; i++) dur_sum += j.durations[i];
   double avg = j.n_dur ? (double)dur_sum / 1000.0 / (double)j.n_dur : -1;
   double p95 =
       j.n_dur ? (double)j.durations[(size_t)floor(0.95 * (double)(j.n_dur - 1))] / 1000.0 : -1;
-  qsort(j.tools, j.n_tools, sizeof(*j.tools), tool_cmp);
+  if (j.n_tools > 1) qsort(j.tools, j.n_tools, sizeof(*j.tools), tool_cmp);
   json_t *tools = json_array();
   for (size_t i = 0; i < j.n_tools && i < ANALYTICS_SLOWEST_TOOLS; i++) {
     const struct tool_sum *t = &j.tools[i];
@@ -825,6 +825,7 @@ struct funnel_item {
   int64_t ts;
   uint32_t entity;
   uint16_t mask; /* bit i: the event satisfies step i */
+  uint8_t first; /* the lowest bit of mask: the order at one instant */
 };
 
 /* Entities (session or user ids) interned to indexes. */
@@ -886,6 +887,9 @@ struct funnel_job {
   bool with_json;
   struct funnel_item *items;
   size_t n, cap;
+  /* Where each pass's items start (a pass reads one type in time order). */
+  size_t runs[ANALYTICS_FUNNEL_STEPS_MAX + 1];
+  size_t n_runs;
   struct intern entities;
   bool too_many;
 };
@@ -931,14 +935,17 @@ static int funnel_event(const struct analytics_event_row *r, void *arg) {
     j->cap = j->cap ? j->cap * 2 : 4096;
     j->items = xreallocarray(j->items, j->cap, sizeof(*j->items));
   }
-  j->items[j->n++] =
-      (struct funnel_item){.ts = r->ts_us, .entity = intern_id(&j->entities, entity), .mask = mask};
+  j->items[j->n++] = (struct funnel_item){.ts = r->ts_us,
+                                          .entity = intern_id(&j->entities, entity),
+                                          .mask = mask,
+                                          .first = (uint8_t)__builtin_ctz(mask)};
   return 0;
 }
 
 static int funnel_tx(struct store_tx *tx, void *arg) {
   struct funnel_job *j = arg;
   j->n = 0;
+  j->n_runs = 0;
   intern_free(&j->entities);
   memset(&j->entities, 0, sizeof(j->entities));
   uint16_t done = 0;
@@ -954,25 +961,63 @@ static int funnel_tx(struct store_tx *tx, void *arg) {
       }
     }
     done |= j->type_steps;
+    j->runs[j->n_runs++] = j->n;
     int rc = store_analytics_events_of_type(tx, &j->ctx->scope, j->type, j->from, j->to,
                                             j->with_json, funnel_event, j);
     if (rc) return rc;
   }
+  j->runs[j->n_runs] = j->n;
   return 0;
 }
 
-static int lowest_bit(uint16_t m) {
-  for (int i = 0; i < 16; i++) {
-    if (m & (1u << i)) return i;
-  }
-  return 16;
+/* Time order; at one instant, in step order. */
+static bool item_before(const struct funnel_item *x, const struct funnel_item *y) {
+  return x->ts < y->ts || (x->ts == y->ts && x->first < y->first);
 }
 
-/* Time order; at one instant, in step order. */
-static int item_cmp(const void *a, const void *b) {
-  const struct funnel_item *x = a, *y = b;
-  if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
-  return lowest_bit(x->mask) - lowest_bit(y->mask);
+/*
+ * Puts j->items in time order, at one instant in step order, keeping the
+ * read order otherwise (stable). Each pass read its type in time order, so
+ * a run is sorted but for equal timestamps of different steps of its type,
+ * which an insertion sort fixes in one linear pass; the runs (at most one
+ * per step) are then merged pairwise: O(n log runs), not a sort of all.
+ */
+static void funnel_order(struct funnel_job *j) {
+  struct funnel_item *a = j->items;
+  for (size_t r = 0; r < j->n_runs; r++) {
+    for (size_t i = j->runs[r] + 1; i < j->runs[r + 1]; i++) {
+      struct funnel_item t = a[i];
+      size_t k = i;
+      for (; k > j->runs[r] && item_before(&t, &a[k - 1]); k--) a[k] = a[k - 1];
+      a[k] = t;
+    }
+  }
+  if (j->n_runs < 2 || j->n < 2) return;
+  struct funnel_item *tmp = xreallocarray(NULL, j->n, sizeof(*tmp));
+  size_t bounds[ANALYTICS_FUNNEL_STEPS_MAX + 1];
+  size_t nb = j->n_runs;
+  memcpy(bounds, j->runs, (nb + 1) * sizeof(bounds[0]));
+  while (nb > 1) {
+    size_t out = 0;
+    for (size_t r = 0; r < nb; r += 2) {
+      size_t lo = bounds[r], mid = bounds[r + 1], hi = r + 2 <= nb ? bounds[r + 2] : mid;
+      size_t x = lo, y = mid, o = lo;
+      while (x < mid && y < hi) tmp[o++] = item_before(&a[y], &a[x]) ? a[y++] : a[x++];
+      while (x < mid) tmp[o++] = a[x++];
+      while (y < hi) tmp[o++] = a[y++];
+      bounds[out++] = lo;
+    }
+    bounds[out] = j->n;
+    nb = out;
+    struct funnel_item *swap = a;
+    a = tmp;
+    tmp = swap;
+  }
+  if (a != j->items) {
+    memcpy(j->items, a, j->n * sizeof(*a));
+    tmp = a;
+  }
+  xfree(tmp);
 }
 
 /* Parses the body into j; the field errors into fe. */
@@ -1059,7 +1104,7 @@ static int h_funnel(struct ctx *ctx) {
     }
     return api_status(ctx, rc);
   }
-  qsort(j->items, j->n, sizeof(*j->items), item_cmp);
+  funnel_order(j);
   /* Greedy in time order: an entity moves to its next step with the first
    * event that satisfies it (the earliest completion of each step). */
   uint8_t *progress = xcalloc(j->entities.n ? j->entities.n : 1, 1);
