@@ -148,6 +148,56 @@ def login_request(ctx: "Context") -> Request:
                    headers={"Content-Type": "application/json"})
 
 
+TARGET_ANALYTICS_RANGE_MS = 100.0
+TARGET_ANALYTICS_FUNNEL_MS = 250.0
+
+
+@dataclasses.dataclass
+class AnalyticsRoute:
+    """One analytics request, wrk'd for the largest org of the loaded data."""
+
+    name: str
+    description: str
+    path: str
+    method: str = "GET"
+    body: str = ""
+    target_ms: Optional[float] = None  # p95 target at --query-connections
+
+
+FUNNEL_5_STEPS = json.dumps({"steps": [{"type": t} for t in (
+    "session_start", "llm_call", "tool_call", "tool_result", "session_end")],
+    "by": "session", "window": "7d"}, separators=(",", ":"))
+
+ANALYTICS_ROUTES = [
+    AnalyticsRoute("analytics_costs", "GET /v1/analytics/costs, 30 days by day, largest org "
+                   "(target: p95 <= 100 ms)", "/v1/analytics/costs?bucket=day",
+                   target_ms=TARGET_ANALYTICS_RANGE_MS),
+    AnalyticsRoute("analytics_tokens", "GET /v1/analytics/tokens, 30 days by day (target: p95 "
+                   "<= 100 ms)", "/v1/analytics/tokens?bucket=day",
+                   target_ms=TARGET_ANALYTICS_RANGE_MS),
+    AnalyticsRoute("analytics_latency", "GET /v1/analytics/latency, 30 days by day and model "
+                   "(target: p95 <= 100 ms)", "/v1/analytics/latency?bucket=day",
+                   target_ms=TARGET_ANALYTICS_RANGE_MS),
+    AnalyticsRoute("analytics_errors", "GET /v1/analytics/errors, 30 days by day and agent "
+                   "(target: p95 <= 100 ms)", "/v1/analytics/errors?bucket=day",
+                   target_ms=TARGET_ANALYTICS_RANGE_MS),
+    AnalyticsRoute("analytics_agents", "GET /v1/agents (first page), largest org",
+                   "/v1/agents"),
+    AnalyticsRoute("analytics_performance", "GET /v1/agents/{busiest}/performance?window=30d "
+                   "(a 30-day range: p95 <= 100 ms)",
+                   "/v1/agents/agent-00/performance?window=30d",
+                   target_ms=TARGET_ANALYTICS_RANGE_MS),
+    AnalyticsRoute("analytics_health", "GET /v1/agents/{busiest}/health?window=30d (reads the "
+                   "30-day window and 150 days before it)",
+                   "/v1/agents/agent-00/health?window=30d"),
+    AnalyticsRoute("analytics_funnel", "POST /v1/analytics/funnel, 5 steps by session over 7 "
+                   "days, largest org (target: p95 <= 250 ms)", "/v1/analytics/funnel",
+                   method="POST", body=FUNNEL_5_STEPS, target_ms=TARGET_ANALYTICS_FUNNEL_MS),
+    AnalyticsRoute("analytics_cohorts", "GET /v1/analytics/cohorts, 12 weekly cohorts, largest "
+                   "org", "/v1/analytics/cohorts?weeks=12"),
+]
+
+
 SCENARIOS: List[Scenario] = [
     Scenario(
         name="healthz",
@@ -238,6 +288,18 @@ SCENARIOS: List[Scenario] = [
         keel_set=["plans.file=%s" % BENCH_PLANS],
         runner=lambda ctx: run_query(ctx, "/v1/events"),
     ),
+    # Analytics (bench/README.md "Analytics"): a second keel on a data
+    # directory loaded once by bench_analytics_load (--analytics-events over
+    # 20 orgs, half in the largest) and kept under bench/out/analytics-data.
+] + [
+    Scenario(
+        name=route.name,
+        description=route.description,
+        request=None,
+        reference=None,
+        runner=lambda ctx, route=route: run_analytics(ctx, route),
+    )
+    for route in ANALYTICS_ROUTES
 ]
 
 
@@ -248,7 +310,8 @@ class Context:
     """What a scenario's request builder may use."""
 
     def __init__(self, keel_port: int, data_dir: Path, keel_bin: str = "", args=None,
-                 keel_pid: Optional[int] = None, tmp: Optional[Path] = None):
+                 keel_pid: Optional[int] = None, tmp: Optional[Path] = None,
+                 services: Optional[List["Service"]] = None):
         self.keel_port = keel_port
         self.keel_bin = keel_bin
         self.keel_url = "http://127.0.0.1:%d" % keel_port
@@ -256,6 +319,8 @@ class Context:
         self.args = args  # the harness's options (runners use wrk's settings)
         self.keel_pid = keel_pid
         self.tmp = tmp  # the run's temporary directory
+        # Servers a runner starts for the rest of the run (stopped at the end).
+        self.services = services if services is not None else []
         self.state: Dict[str, object] = {}
         # Results of the runner scenarios so far, by name (for ratios).
         self.results: Dict[str, "CustomResult"] = {}
@@ -698,17 +763,22 @@ end
     return path
 
 
-def query_script(path_: str, key: str, path: Path) -> Path:
-    """GET path with the key; done() prints the p95 (wrk prints 50/75/90/99)."""
+def query_script(path_: str, key: str, path: Path, method: str = "GET", body: str = "") -> Path:
+    """path with the key (and a JSON body); done() prints the p95 (wrk prints
+    50/75/90/99)."""
+    extra = ""
+    if body:
+        extra = 'wrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' % (
+            lua_string(body))
     path.write_text("""-- generated by bench/bench.py
-wrk.method = "GET"
+wrk.method = %s
 wrk.headers["Authorization"] = %s
-function done(summary, latency, requests)
+%sfunction done(summary, latency, requests)
   for _, p in ipairs({50, 95, 99}) do
     io.write(string.format("keel-bench p%%d_us %%d\\n", p, latency:percentile(p)))
   end
 end
-""" % lua_string("Bearer " + key))
+""" % (lua_string(method), lua_string("Bearer " + key), extra))
     return path
 
 
@@ -1170,6 +1240,130 @@ def answer_items(body: bytes) -> int:
     return -1
 
 
+ANALYTICS_DATA = ROOT / "bench" / "out" / "analytics-data"
+ANALYTICS_LARGEST = "load-00"  # the loader's largest org
+
+
+def analytics_loader(ctx: Context) -> Path:
+    return Path(ctx.keel_bin).parent / "bench_analytics_load"
+
+
+def latest_migration() -> str:
+    names = sorted(p.name for p in (ROOT / "src" / "store" / "migrations" / "sqlite").glob("*.sql"))
+    return names[-1].split("_", 1)[0] if names else "0"
+
+
+def ensure_analytics(ctx: Context) -> dict:
+    """The loaded data directory (made once per size and schema, then reused
+    by later runs) and a keel serving it; once per run."""
+    if ctx.state.get("analytics"):
+        return ctx.state["analytics"]
+    a = ctx.args
+    data_dir = ANALYTICS_DATA / ("e%d-o%d-s%g-m%s" % (a.analytics_events, a.analytics_orgs,
+                                                     a.analytics_largest_share,
+                                                     latest_migration()))
+    marker = data_dir / "load.json"
+    if not marker.exists():
+        binary = analytics_loader(ctx)
+        if not os.access(binary, os.X_OK):
+            raise HarnessError("%s not found; `make bench` builds it" % binary)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        data_dir.mkdir(parents=True)
+        argv = [str(binary), "--data-dir", str(data_dir), "--events", str(a.analytics_events),
+                "--orgs", str(a.analytics_orgs), "--largest-share", str(a.analytics_largest_share)]
+        print("\nanalytics: loading %d events into %s (once; later runs reuse it)"
+              % (a.analytics_events, data_dir))
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True)  # progress on stderr
+        if proc.returncode != 0:
+            raise HarnessError("bench_analytics_load failed (%d)" % proc.returncode)
+        load = json.loads(proc.stdout)
+        load["loadavg_end"] = os.getloadavg()
+        marker.write_text(json.dumps(load, indent=1) + "\n")
+    load = json.loads(marker.read_text())
+    plans = "plans.file=%s" % BENCH_PLANS
+    key_file = data_dir / "bench-key.txt"
+    if not key_file.exists():
+        out = subprocess.run([ctx.keel_bin, "key", "create", "--org", ANALYTICS_LARGEST, "--name",
+                              "analytics-bench", "--scopes", "read", "--set", plans,
+                              "--data-dir", str(data_dir)], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise HarnessError("keel key create failed: %s" % out.stderr.strip())
+        key_file.write_text(out.stdout.splitlines()[0] + "\n")
+    port = free_port()
+    argv = [ctx.keel_bin, "serve", "--listen", "127.0.0.1:%d" % port, "--data-dir",
+            str(data_dir), "--set", "log.access=false", "--set", plans]
+    for setting in a.set:
+        argv += ["--set", setting]
+    svc = Service("keel-analytics", argv, ctx.tmp / "keel-analytics.log",
+                  env=dict(os.environ, KEEL_LOG_LEVEL="warn"))
+    ctx.services.append(svc)
+    svc.start()
+    svc.wait_ready(port, "/healthz", 120)
+    largest = load["orgs"][0]
+    state = {"port": port, "pid": svc.proc.pid, "key": key_file.read_text().strip(),
+             "load": load, "service": svc, "data_dir": data_dir, "largest": largest}
+    print("analytics: keel on :%d serving %s: %d events, %d orgs, the largest %d events; loaded "
+          "at %.0f events/s, %.0f bytes per event" % (
+              port, data_dir.name, load["accepted"], len(load["orgs"]), largest["events"],
+              load["events_per_sec"], load["bytes_per_event"]))
+    ctx.state["analytics"] = state
+    return state
+
+
+def run_analytics(ctx: Context, route: AnalyticsRoute) -> CustomResult:
+    st = ensure_analytics(ctx)
+    res = CustomResult()
+    load = st["load"]
+    if not ctx.state.get("analytics_size_reported"):
+        ctx.state["analytics_size_reported"] = True
+        res.checks.append(Check("database per event", load["bytes_per_event"], "bytes",
+                                note="%d events, %d orgs, keel.db %.2f GB after a checkpoint" % (
+                                    load["accepted"], len(load["orgs"]), load["db_bytes"] / 1e9)))
+        res.checks.append(Check("loader rate", load["events_per_sec"], "events/s",
+                                note="bench_analytics_load, %.0f s" % load["seconds"]))
+    headers = {"Authorization": "Bearer " + st["key"]}
+    if route.body:
+        headers["Content-Type"] = "application/json"
+    req = Request(route.path, route.method, headers, route.body)
+    t0 = time.monotonic()
+    status, _, body = http_call(st["port"], req, timeout=60)
+    first_ms = (time.monotonic() - t0) * 1000
+    if status != 200:
+        raise HarnessError("%s %s answered %d: %s" % (route.method, route.path, status, body[:300]))
+    items = answer_items(body)
+    script = query_script(route.path, st["key"], ctx.tmp / ("%s.lua" % route.name), route.method,
+                          route.body)
+    res.figures.update({"events_largest_org": st["largest"]["events"], "body_bytes": len(body),
+                        "items": items, "first_request_ms": first_ms, "load": load, "runs": {}})
+    # At --query-connections (the target), then at one connection: on this
+    # machine's 2 cores four concurrent requests queue behind each other, so
+    # one connection shows the latency of a request alone.
+    for label, connections in (("target", ctx.args.query_connections), ("alone", 1)):
+        run_args = argparse.Namespace(**dict(vars(ctx.args), connections=connections,
+                                             threads=min(ctx.args.threads, connections)))
+        print("\nanalytics: %s %s, largest org (%d events), wrk -t%d -c%d -d%ds (%s)"
+              % (route.method, route.path, st["largest"]["events"], run_args.threads, connections,
+                 ctx.args.duration, label))
+        result = run_wrk(run_args, st["port"], Request(route.path), script, ctx.args.duration)
+        wait_keel_idle(st["port"])
+        result["connections"] = connections
+        res.wrk.append(result)
+        res.problems += ["%s: %s" % (route.path, p) for p in run_problems(result)]
+        p95 = result.get("lua", {}).get("p95_us")
+        p95_ms = p95 / 1000 if p95 is not None else None
+        res.figures["runs"][label] = {"connections": connections,
+                                      "requests_per_sec": result["requests_per_sec"],
+                                      "latency_ms": result["latency_ms"], "p95_ms": p95_ms}
+        note = "-c%d, %.1f req/s, %d items, %d-byte answer" % (
+            connections, result["requests_per_sec"], items, len(body))
+        label_text = "%s p95%s" % (route.name.replace("analytics_", ""),
+                                   "" if label == "target" else ", 1 connection")
+        res.checks.append(Check(label_text, p95_ms, "ms",
+                                route.target_ms if label == "target" else None, at_least=False,
+                                note=note))
+    return res
+
+
 def run_custom(ctx: Context, scenarios: List[Scenario]) -> Dict[str, CustomResult]:
     for s in scenarios:
         if not keel_alive(ctx):
@@ -1333,7 +1527,8 @@ def parse_args(argv):
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     ap.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     ap.add_argument("--only", action="append", default=[], metavar="SCENARIO",
-                    help="run only these scenarios (repeat or comma-separate)")
+                    help="run only these scenarios (repeat or comma-separate; a prefix such "
+                         "as 'analytics' or 'ingest' selects every NAME_*)")
     ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
     ap.add_argument("--keel", default=str(ROOT / "build-release" / "keel"),
                     help="keel binary (default build-release/keel)")
@@ -1355,6 +1550,13 @@ def parse_args(argv):
     ap.add_argument("--query-connections", type=int, default=4,
                     help="wrk connections for the query targets (default 4; then again at "
                          "--connections for throughput)")
+    ap.add_argument("--analytics-events", type=int, default=10000000,
+                    help="events loaded for the analytics scenarios (default 10 000 000; the "
+                         "data directory is kept under bench/out/analytics-data per size)")
+    ap.add_argument("--analytics-orgs", type=int, default=20,
+                    help="orgs of the analytics data (default 20)")
+    ap.add_argument("--analytics-largest-share", type=float, default=0.5,
+                    help="share of the events in the largest org (default 0.5)")
     ap.add_argument("--strict-targets", action="store_true",
                     help="exit 1 when a runner scenario misses a target (default: report only)")
     args = ap.parse_args(argv)
@@ -1367,6 +1569,12 @@ def parse_args(argv):
 
 def select_scenarios(args) -> List[Scenario]:
     wanted = [name for item in args.only for name in item.split(",") if name]
+    # A group name selects its scenarios: "analytics" is every analytics_*.
+    names = [s.name for s in SCENARIOS]
+    groups = {n.split("_", 1)[0] for n in names if "_" in n} - set(names)
+    wanted = [n for name in wanted
+              for n in ([m for m in names if m.startswith(name + "_")] if name in groups
+                        else [name])]
     known = {s.name for s in SCENARIOS}
     unknown = [name for name in wanted if name not in known]
     if unknown:
@@ -1448,7 +1656,7 @@ def run(args, scenarios: List[Scenario], tmp: Path, services: List[Service]) -> 
 
     # Build the A/B pairs and check that both sides answer as expected.
     ctx = Context(keel_port, data_dir, os.path.abspath(args.keel), args=args,
-                  keel_pid=keel.proc.pid if keel.proc else None, tmp=tmp)
+                  keel_pid=keel.proc.pid if keel.proc else None, tmp=tmp, services=services)
     pairs = []
     problems = []
     print("bench: keel %s on :%d%s" % (args.keel, keel_port,

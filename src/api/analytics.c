@@ -844,7 +844,10 @@ static void intern_free(struct intern *t) {
   xfree(t->slots);
 }
 
-static uint32_t intern_id(struct intern *t, const char *key) {
+#define INTERN_NONE UINT32_MAX
+
+/* The index of key, added when new if add, else INTERN_NONE when new. */
+static uint32_t intern_id(struct intern *t, const char *key, bool add) {
   if (2 * (t->n + 1) > t->nslots) {
     size_t nslots = t->nslots ? t->nslots * 2 : 1024;
     int32_t *slots = xcalloc(nslots, sizeof(*slots));
@@ -864,6 +867,7 @@ static uint32_t intern_id(struct intern *t, const char *key) {
     size_t i = (size_t)t->slots[s] - 1;
     if (t->hashes[i] == h && strcmp(t->keys[i], key) == 0) return (uint32_t)i;
   }
+  if (!add) return INTERN_NONE;
   if (t->n == t->cap) {
     t->cap = t->cap ? t->cap * 2 : 1024;
     t->keys = xreallocarray(t->keys, t->cap, sizeof(*t->keys));
@@ -887,6 +891,7 @@ struct funnel_job {
   bool with_json;
   struct funnel_item *items;
   size_t n, cap;
+  size_t seen; /* step events read (the limit counts them all) */
   /* Where each pass's items start (a pass reads one type in time order). */
   size_t runs[ANALYTICS_FUNNEL_STEPS_MAX + 1];
   size_t n_runs;
@@ -927,24 +932,28 @@ static int funnel_event(const struct analytics_event_row *r, void *arg) {
   json_decref(data);
   json_decref(metadata);
   if (!mask || !entity) return 0;
-  if (j->n >= ANALYTICS_FUNNEL_EVENTS_MAX) {
+  if (++j->seen > ANALYTICS_FUNNEL_EVENTS_MAX) {
     j->too_many = true;
     return KEEL_ETOOBIG;
   }
+  /* The first pass reads every event of the first step's type; an entity
+   * without one never reaches step 1, so later passes keep only the events
+   * of entities already seen. */
+  uint32_t id = intern_id(&j->entities, entity, j->n_runs == 1);
+  if (id == INTERN_NONE) return 0;
   if (j->n == j->cap) {
     j->cap = j->cap ? j->cap * 2 : 4096;
     j->items = xreallocarray(j->items, j->cap, sizeof(*j->items));
   }
-  j->items[j->n++] = (struct funnel_item){.ts = r->ts_us,
-                                          .entity = intern_id(&j->entities, entity),
-                                          .mask = mask,
-                                          .first = (uint8_t)__builtin_ctz(mask)};
+  j->items[j->n++] = (struct funnel_item){
+      .ts = r->ts_us, .entity = id, .mask = mask, .first = (uint8_t)__builtin_ctz(mask)};
   return 0;
 }
 
 static int funnel_tx(struct store_tx *tx, void *arg) {
   struct funnel_job *j = arg;
   j->n = 0;
+  j->seen = 0;
   j->n_runs = 0;
   intern_free(&j->entities);
   memset(&j->entities, 0, sizeof(j->entities));
@@ -976,13 +985,13 @@ static bool item_before(const struct funnel_item *x, const struct funnel_item *y
 }
 
 /*
- * Puts j->items in time order, at one instant in step order, keeping the
- * read order otherwise (stable). Each pass read its type in time order, so
- * a run is sorted but for equal timestamps of different steps of its type,
- * which an insertion sort fixes in one linear pass; the runs (at most one
- * per step) are then merged pairwise: O(n log runs), not a sort of all.
+ * Each pass read one type in time order (at one instant, by id), so its
+ * items form a run that is sorted but for equal timestamps of different
+ * steps of that type, which an insertion sort fixes in one linear pass. The
+ * runs (one per distinct step type) are then merged on the fly by
+ * funnel_count: no sort of all the items.
  */
-static void funnel_order(struct funnel_job *j) {
+static void funnel_fix_runs(struct funnel_job *j) {
   struct funnel_item *a = j->items;
   for (size_t r = 0; r < j->n_runs; r++) {
     for (size_t i = j->runs[r] + 1; i < j->runs[r + 1]; i++) {
@@ -992,32 +1001,33 @@ static void funnel_order(struct funnel_job *j) {
       a[k] = t;
     }
   }
-  if (j->n_runs < 2 || j->n < 2) return;
-  struct funnel_item *tmp = xreallocarray(NULL, j->n, sizeof(*tmp));
-  size_t bounds[ANALYTICS_FUNNEL_STEPS_MAX + 1];
-  size_t nb = j->n_runs;
-  memcpy(bounds, j->runs, (nb + 1) * sizeof(bounds[0]));
-  while (nb > 1) {
-    size_t out = 0;
-    for (size_t r = 0; r < nb; r += 2) {
-      size_t lo = bounds[r], mid = bounds[r + 1], hi = r + 2 <= nb ? bounds[r + 2] : mid;
-      size_t x = lo, y = mid, o = lo;
-      while (x < mid && y < hi) tmp[o++] = item_before(&a[y], &a[x]) ? a[y++] : a[x++];
-      while (x < mid) tmp[o++] = a[x++];
-      while (y < hi) tmp[o++] = a[y++];
-      bounds[out++] = lo;
+}
+
+/*
+ * Greedy in time order (at one instant, in step order; else in read order):
+ * an entity moves to its next step with the first event that satisfies it
+ * (the earliest completion of each step). counts[k]: entities that reached
+ * step k.
+ */
+static void funnel_count(struct funnel_job *j, int64_t *counts) {
+  funnel_fix_runs(j);
+  uint8_t *progress = xcalloc(j->entities.n ? j->entities.n : 1, 1);
+  size_t pos[ANALYTICS_FUNNEL_STEPS_MAX];
+  for (size_t r = 0; r < j->n_runs; r++) pos[r] = j->runs[r];
+  for (;;) {
+    size_t best = SIZE_MAX;
+    for (size_t r = 0; r < j->n_runs; r++) {
+      if (pos[r] < j->runs[r + 1] &&
+          (best == SIZE_MAX || item_before(&j->items[pos[r]], &j->items[pos[best]]))) {
+        best = r;
+      }
     }
-    bounds[out] = j->n;
-    nb = out;
-    struct funnel_item *swap = a;
-    a = tmp;
-    tmp = swap;
+    if (best == SIZE_MAX) break;
+    const struct funnel_item *it = &j->items[pos[best]++];
+    uint8_t *p = &progress[it->entity];
+    if (*p < j->n_steps && (it->mask & (1u << *p))) counts[(*p)++]++;
   }
-  if (a != j->items) {
-    memcpy(j->items, a, j->n * sizeof(*a));
-    tmp = a;
-  }
-  xfree(tmp);
+  xfree(progress);
 }
 
 /* Parses the body into j; the field errors into fe. */
@@ -1104,16 +1114,8 @@ static int h_funnel(struct ctx *ctx) {
     }
     return api_status(ctx, rc);
   }
-  funnel_order(j);
-  /* Greedy in time order: an entity moves to its next step with the first
-   * event that satisfies it (the earliest completion of each step). */
-  uint8_t *progress = xcalloc(j->entities.n ? j->entities.n : 1, 1);
   int64_t counts[ANALYTICS_FUNNEL_STEPS_MAX] = {0};
-  for (size_t i = 0; i < j->n; i++) {
-    uint8_t *p = &progress[j->items[i].entity];
-    if (*p < j->n_steps && (j->items[i].mask & (1u << *p))) counts[(*p)++]++;
-  }
-  xfree(progress);
+  funnel_count(j, counts);
   xfree(j->items);
   intern_free(&j->entities);
   const char *by = j->by_user ? "user" : "session";

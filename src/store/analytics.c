@@ -50,11 +50,11 @@ static const char agent_get_sql[] =
     " WHERE org_id = $1 AND agent_id = $2";
 
 static const char events_of_type_sql[] =
-    "SELECT @us(ts), id, session_id FROM events"
+    "SELECT @us(ts), session_id FROM events"
     " WHERE org_id = $1 AND type = $2 AND ts >= @ts($3) AND ts < @ts($4) ORDER BY ts";
 
 static const char events_of_type_json_sql[] =
-    "SELECT @us(ts), id, session_id, data, metadata FROM events"
+    "SELECT @us(ts), session_id, data, metadata FROM events"
     " WHERE org_id = $1 AND type = $2 AND ts >= @ts($3) AND ts < @ts($4) ORDER BY ts";
 
 static const char cohorts_sql[] =
@@ -203,17 +203,15 @@ int store_analytics_agent_get(struct store_tx *tx, const struct org_scope *scope
 }
 
 static int event_row(struct db_stmt *st, const struct callback *cb) {
-  struct analytics_event_row r = {
-      .ts_us = db_col_i64(st, 0), .id = col_str(st, 1), .session_id = col_str(st, 2)};
+  struct analytics_event_row r = {.ts_us = db_col_i64(st, 0), .session_id = col_str(st, 1)};
   return ((analytics_event_fn)cb->fn)(&r, cb->arg);
 }
 
 static int event_row_json(struct db_stmt *st, const struct callback *cb) {
   struct analytics_event_row r = {.ts_us = db_col_i64(st, 0),
-                                  .id = col_str(st, 1),
-                                  .session_id = col_str(st, 2),
-                                  .data = col_slice(st, 3),
-                                  .metadata = col_slice(st, 4)};
+                                  .session_id = col_str(st, 1),
+                                  .data = col_slice(st, 2),
+                                  .metadata = col_slice(st, 3)};
   return ((analytics_event_fn)cb->fn)(&r, cb->arg);
 }
 

@@ -76,12 +76,14 @@ int store_analytics_agent_get(struct store_tx *tx, const struct org_scope *scope
 
 struct analytics_event_row {
   int64_t ts_us;
-  const char *id, *session_id;
+  const char *session_id;
   struct slice data, metadata; /* canonical JSON; only when asked for */
 };
 typedef int (*analytics_event_fn)(const struct analytics_event_row *r, void *arg);
-/* Events of one type with from ≤ ts < to, in ts order; with_json: data and
- * metadata too (one primary-key read per event either way, for session_id). */
+/* Events of one type with from ≤ ts < to, in ts order (at one ts, by id).
+ * Without with_json the index events_type_ts alone answers (it holds
+ * session_id, migration 0010); with_json adds data and metadata, one
+ * primary-key read per event. */
 int store_analytics_events_of_type(struct store_tx *tx, const struct org_scope *scope,
                                    const char *type, int64_t from_us, int64_t to_us, bool with_json,
                                    analytics_event_fn fn, void *arg);
