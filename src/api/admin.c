@@ -30,14 +30,6 @@
 #include "domain/plans.h"
 #include "store/admin.h"
 
-/* audit.c */
-int api_cursor_encode(struct ctx *ctx, char kind, const char *binding, const void *payload,
-                      size_t n, char *out, size_t outsize);
-long api_cursor_decode(struct ctx *ctx, char kind, const char *binding, const char *cursor,
-                       void *payload, size_t max);
-int api_query_limit(struct ctx *ctx, int64_t max, int64_t *limit);
-int api_param_problem(struct ctx *ctx, const char *param, const char *detail);
-
 /* "active" in the overview: activity within this window. */
 #define ADMIN_ACTIVE_WINDOW_DAYS 7
 

@@ -48,19 +48,6 @@
 
 /* --- parameters ---------------------------------------------------------------- */
 
-static bool id_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-         c == '_' || c == ':' || c == '-';
-}
-
-static bool id_ok(const char *s, size_t len, size_t max) {
-  if (len == 0 || len > max) return false;
-  for (size_t i = 0; i < len; i++) {
-    if (!id_char(s[i])) return false;
-  }
-  return true;
-}
-
 /* ?<name>= as one of names[0..n): its index, or -1 (absent: dflt). */
 static int query_enum(struct ctx *ctx, struct field_errors *fe, const char *name,
                       const char *const *names, size_t n, int dflt, const char *message) {
@@ -424,7 +411,7 @@ static int h_agents(struct ctx *ctx) {
     size_t len = strlen(cursor);
     long n = len <= LIMIT_CURSOR_MAX ? crypto_unb64url(cursor, len, raw, sizeof(raw)) : -1;
     if (n < 2 || raw[0] != 'a' ||
-        !id_ok((const char *)raw + 1, (size_t)n - 1, LIMIT_EVENT_AGENT_ID_MAX)) {
+        !events_id_valid((const char *)raw + 1, (size_t)n - 1, LIMIT_EVENT_AGENT_ID_MAX)) {
       field_errors_add(&fe, "cursor", "invalid_format",
                        "cursor is not one this list returned; start again without it");
     } else {
@@ -476,7 +463,7 @@ static const char *agent_path_id(struct ctx *ctx) {
     }
   }
   id[o] = '\0';
-  if (!id_ok(id, o, LIMIT_EVENT_AGENT_ID_MAX)) {
+  if (!events_id_valid(id, o, LIMIT_EVENT_AGENT_ID_MAX)) {
     api_problem(ctx, "not_found", "no such agent");
     return NULL;
   }

@@ -266,6 +266,16 @@ int api_status(struct ctx *ctx, int status);
  */
 json_t *api_body_object(struct ctx *ctx);
 
+/* List helpers (audit.c), for routes with ?limit= and ?cursor=: an opaque
+ * cursor of kind bound to binding (the org, the filters), the limit within
+ * [1, max], and a 400 naming a query parameter. */
+int api_cursor_encode(struct ctx *ctx, char kind, const char *binding, const void *payload,
+                      size_t n, char *out, size_t outsize);
+long api_cursor_decode(struct ctx *ctx, char kind, const char *binding, const char *cursor,
+                       void *payload, size_t max);
+int api_query_limit(struct ctx *ctx, int64_t max, int64_t *limit);
+int api_param_problem(struct ctx *ctx, const char *param, const char *detail);
+
 /* --- metrics (metrics.c) ----------------------------------------------- */
 
 struct metrics;

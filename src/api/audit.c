@@ -29,18 +29,11 @@
 #include "domain/audit.h"
 #include "store/audit.h"
 
-/* --- cursors (also used by admin.c) ------------------------------------- */
+/* --- cursors and list parameters (declared in api.h) ---------------------- */
 
 #define CURSOR_TAG_LEN     12 /* 96-bit tag: forging one is out of reach */
 #define CURSOR_PAYLOAD_MAX 32
 #define CURSOR_DOMAIN      "keel.list-cursor.v1"
-
-int api_cursor_encode(struct ctx *ctx, char kind, const char *binding, const void *payload,
-                      size_t n, char *out, size_t outsize);
-long api_cursor_decode(struct ctx *ctx, char kind, const char *binding, const char *cursor,
-                       void *payload, size_t max);
-int api_query_limit(struct ctx *ctx, int64_t max, int64_t *limit);
-int api_param_problem(struct ctx *ctx, const char *param, const char *detail);
 
 /* 400 invalid_parameter naming the query parameter at fault, in the detail
  * and as the extension member "parameter". Returns 0. */

@@ -53,14 +53,6 @@
 #include "store/deadletters.h"
 #include "store/events.h"
 
-/* Shared list helpers (audit.c). */
-int api_cursor_encode(struct ctx *ctx, char kind, const char *binding, const void *payload,
-                      size_t n, char *out, size_t outsize);
-long api_cursor_decode(struct ctx *ctx, char kind, const char *binding, const char *cursor,
-                       void *payload, size_t max);
-int api_query_limit(struct ctx *ctx, int64_t max, int64_t *limit);
-int api_param_problem(struct ctx *ctx, const char *param, const char *detail);
-
 #define CURSOR_KIND_DEAD_LETTERS 'D'
 /* Cursor payload: received_at (8 bytes, big-endian) and the id (16 bytes). */
 #define CURSOR_PAYLOAD_LEN (8 + 16)

@@ -43,13 +43,6 @@
 #include "limits/ratelimit.h"
 #include "store/keys.h"
 
-/* Shared list helpers (audit.c). */
-int api_cursor_encode(struct ctx *ctx, char kind, const char *binding, const void *payload,
-                      size_t n, char *out, size_t outsize);
-long api_cursor_decode(struct ctx *ctx, char kind, const char *binding, const char *cursor,
-                       void *payload, size_t max);
-int api_query_limit(struct ctx *ctx, int64_t max, int64_t *limit);
-
 #define RATE_PERIOD_S  60
 #define RATE_PERIOD_US (RATE_PERIOD_S * US_PER_SEC)
 /* The RateLimit-Policy window, ";w=60", as text (RATE_PERIOD_S spelled out). */

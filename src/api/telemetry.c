@@ -49,20 +49,6 @@
 
 /* --- ids ------------------------------------------------------------------- */
 
-/* The character set of event, session and agent ids (docs/events.md). */
-static bool id_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-         c == '_' || c == ':' || c == '-';
-}
-
-static bool id_ok(const char *s, size_t len, size_t max) {
-  if (len == 0 || len > max) return false;
-  for (size_t i = 0; i < len; i++) {
-    if (!id_char(s[i])) return false;
-  }
-  return true;
-}
-
 static int hex_digit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -91,7 +77,7 @@ static const char *path_id(struct ctx *ctx, size_t max, const char *what) {
     }
   }
   id[o] = '\0';
-  if (!id_ok(id, o, max)) {
+  if (!events_id_valid(id, o, max)) {
     api_problemf(ctx, "not_found", "no such %s", what);
     return NULL;
   }
@@ -126,7 +112,7 @@ static bool query_cursor(struct ctx *ctx, struct field_errors *fe, char kind, in
   long n = len > 0 && len <= LIMIT_CURSOR_MAX ? crypto_unb64url(s, len, raw, sizeof(raw)) : -1;
   size_t id_len = n >= 9 ? (size_t)n - 9 : 0;
   bool ok = n >= 9 && raw[0] == (uint8_t)kind &&
-            (id ? id_ok((const char *)raw + 9, id_len, id_max) : id_len == 0);
+            (id ? events_id_valid((const char *)raw + 9, id_len, id_max) : id_len == 0);
   if (!ok) {
     field_errors_add(fe, "cursor", "invalid_format",
                      "cursor is not one this list returned; start again without it");
@@ -198,7 +184,7 @@ static const char *query_id(struct ctx *ctx, struct field_errors *fe, const char
                             const char *message) {
   const char *s = http_req_query(ctx->req, name);
   if (!s) return NULL;
-  if (!id_ok(s, strlen(s), max)) {
+  if (!events_id_valid(s, strlen(s), max)) {
     field_errors_add(fe, name, "invalid_format", message);
     return NULL;
   }

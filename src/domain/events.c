@@ -149,14 +149,18 @@ static const char *const event_members[] = {
 
 /* Ids (event, session, agent): [A-Za-z0-9._:-], so they are safe in URLs,
  * logs and file names without escaping. */
-static bool id_chars_ok(const char *s) {
-  for (; *s; s++) {
-    char c = *s;
+static bool id_chars_ok(const char *s, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    char c = s[i];
     bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == ':' || c == '-';
     if (!ok) return false;
   }
   return true;
+}
+
+bool events_id_valid(const char *s, size_t len, size_t max) {
+  return len >= 1 && len <= max && id_chars_ok(s, len);
 }
 
 enum decimal_status { DECIMAL_OK, DECIMAL_FORMAT, DECIMAL_RANGE };
@@ -261,7 +265,7 @@ static int get_id(struct event_check *c, const json_t *ev, const char *key, enum
   const char *s = NULL;
   int rc = json_get_str(ev, key, NULL, req, 1, max, &s, &c->fe);
   if (rc != 0) return rc;
-  if (!id_chars_ok(s)) {
+  if (!id_chars_ok(s, strlen(s))) {
     add_error(c, key, "invalid_format", "may contain only A-Z a-z 0-9 . _ : -");
     return -1;
   }

@@ -222,6 +222,11 @@ void events_prepare(struct ingest_batch *b, const char *org_id);
  * canonical form). For callers without a batch (replay, tests). */
 int events_prepare_one(struct ingest_event *e, const char *org_id, struct buf *out);
 
+/* An event, session or agent id as the contract allows it (docs/events.md):
+ * 1..max bytes of A-Z a-z 0-9 . _ : - (safe in URLs, logs and file names).
+ * s need not be NUL-terminated. */
+bool events_id_valid(const char *s, size_t len, size_t max);
+
 /* Releases everything the batch owns; the events' strings die with it.
  * Safe on a zeroed or already freed batch. */
 void events_batch_free(struct ingest_batch *b);

@@ -1307,6 +1307,21 @@ static void test_prepare(void **state) {
   events_batch_free(&b);
 }
 
+/* events_id_valid: the one id check shared by validation and the query
+ * routes' path and cursor parameters. */
+static void test_id_valid(void **state) {
+  (void)state;
+  assert_true(events_id_valid("a", 1, 64));
+  assert_true(events_id_valid("Az09._:-", 8, 64));
+  assert_false(events_id_valid("", 0, 64));
+  assert_false(events_id_valid("abc", 3, 2));
+  assert_true(events_id_valid("ab", 2, 2));
+  assert_false(events_id_valid("a b", 3, 64));
+  assert_false(events_id_valid("a/b", 3, 64));
+  assert_false(events_id_valid("a\0b", 3, 64));
+  assert_true(events_id_valid("ab/", 2, 64)); /* only len bytes are read */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_validation_matrix),
@@ -1339,6 +1354,7 @@ int main(void) {
       cmocka_unit_test(test_reference_vectors),
       cmocka_unit_test(test_chain_detects_tampering),
       cmocka_unit_test(test_prepare),
+      cmocka_unit_test(test_id_valid),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
