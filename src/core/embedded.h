@@ -15,6 +15,8 @@ struct embedded_file {
 
 extern const struct embedded_file migrations_sqlite_files[];
 extern const size_t migrations_sqlite_count;
+extern const struct embedded_file migrations_postgres_files[];
+extern const size_t migrations_postgres_count;
 extern const struct embedded_file openapi_files[];
 extern const size_t openapi_count;
 extern const struct embedded_file data_files[];

@@ -45,6 +45,7 @@ static int count_one(struct store_tx *tx, const char *sql, int64_t bind1, bool h
 }
 
 int store_admin_overview(struct store_tx *tx, int64_t active_since_us, struct admin_overview *out) {
+  if (db_as_system(tx) != 0) return KEEL_ESTORE;
   memset(out, 0, sizeof(*out));
   int rc = count_one(tx, "SELECT count(*) FROM users", 0, false, &out->users);
   if (rc) return rc;
@@ -61,6 +62,7 @@ int store_admin_overview(struct store_tx *tx, int64_t active_since_us, struct ad
 }
 
 int store_admin_user_count(struct store_tx *tx, int64_t *out) {
+  if (db_as_system(tx) != 0) return KEEL_ESTORE;
   return count_one(tx, "SELECT count(*) FROM users", 0, false, out);
 }
 
@@ -85,6 +87,7 @@ static void admin_org_from(struct db_stmt *st, struct admin_org *o) {
 
 int store_admin_orgs_list(struct store_tx *tx, const char *q, const char *after_id, int64_t limit,
                           admin_org_fn fn, void *arg) {
+  if (db_as_system(tx) != 0) return KEEL_ESTORE;
   char pattern[LIKE_PATTERN_SIZE];
   int p = like_pattern(q, pattern);
   if (p < 0) return p;
@@ -110,6 +113,7 @@ int store_admin_orgs_list(struct store_tx *tx, const char *q, const char *after_
 }
 
 int store_admin_org_get(struct store_tx *tx, const struct org_scope *scope, struct admin_org *out) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT " ADMIN_ORG_COLS " FROM orgs o WHERE o.id = $1");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, scope->org_id);
@@ -126,6 +130,7 @@ static int changed_one(struct store_tx *tx, int rc) {
 }
 
 int store_admin_org_set_plan(struct store_tx *tx, const struct org_scope *scope, const char *plan) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(
       tx, "UPDATE orgs SET plan = $2, updated_at = @ts($3) WHERE id = $1 AND deleted_at IS NULL");
   if (!st) return KEEL_ESTORE;
@@ -152,6 +157,7 @@ static void admin_user_from(struct db_stmt *st, struct admin_user *u) {
 
 int store_admin_users_list(struct store_tx *tx, const char *q, const char *after_id, int64_t limit,
                            admin_user_fn fn, void *arg) {
+  if (db_as_system(tx) != 0) return KEEL_ESTORE;
   char pattern[LIKE_PATTERN_SIZE];
   int p = like_pattern(q, pattern);
   if (p < 0) return p;
@@ -176,6 +182,7 @@ int store_admin_users_list(struct store_tx *tx, const char *q, const char *after
 }
 
 int store_admin_user_get(struct store_tx *tx, const char *user_id, struct admin_user *out) {
+  if (db_as_system(tx) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT " ADMIN_USER_COLS " FROM users WHERE id = $1");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, user_id);

@@ -117,6 +117,7 @@ static int hour_row(struct db_stmt *st, const struct callback *cb) {
 
 int store_analytics_hours(struct store_tx *tx, const struct org_scope *scope, const char *agent_id,
                           int64_t from_us, int64_t to_us, analytics_hour_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, agent_id ? hours_agent_sql : hours_sql);
   if (!st) return KEEL_ESTORE;
   db_bind_uuid(st, 1, scope->org_id);
@@ -138,6 +139,7 @@ static int tool_row(struct db_stmt *st, const struct callback *cb) {
 
 int store_analytics_tools(struct store_tx *tx, const struct org_scope *scope, const char *agent_id,
                           int64_t from_us, int64_t to_us, analytics_tool_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, tools_sql);
   if (!st) return KEEL_ESTORE;
   db_bind_uuid(st, 1, scope->org_id);
@@ -158,6 +160,7 @@ static int session_row(struct db_stmt *st, const struct callback *cb) {
 int store_analytics_sessions(struct store_tx *tx, const struct org_scope *scope,
                              const char *agent_id, int64_t from_us, int64_t to_us,
                              analytics_session_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, sessions_sql);
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, scope->org_id); /* sessions keep the org id as text */
@@ -177,6 +180,7 @@ static int agent_row(struct db_stmt *st, const struct callback *cb) {
 
 int store_analytics_agents(struct store_tx *tx, const struct org_scope *scope, const char *after,
                            int64_t limit, analytics_agent_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, agents_sql);
   if (!st) return KEEL_ESTORE;
   db_bind_uuid(st, 1, scope->org_id);
@@ -187,6 +191,7 @@ int store_analytics_agents(struct store_tx *tx, const struct org_scope *scope, c
 
 int store_analytics_agent_get(struct store_tx *tx, const struct org_scope *scope,
                               const char *agent_id, analytics_agent_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, agent_get_sql);
   if (!st) return KEEL_ESTORE;
   db_bind_uuid(st, 1, scope->org_id);
@@ -218,6 +223,7 @@ static int event_row_json(struct db_stmt *st, const struct callback *cb) {
 int store_analytics_events_of_type(struct store_tx *tx, const struct org_scope *scope,
                                    const char *type, int64_t from_us, int64_t to_us, bool with_json,
                                    analytics_event_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, with_json ? events_of_type_json_sql : events_of_type_sql);
   if (!st) return KEEL_ESTORE;
   db_bind_uuid(st, 1, scope->org_id);
@@ -234,6 +240,7 @@ static int cohort_row(struct db_stmt *st, const struct callback *cb) {
 
 int store_analytics_cohorts(struct store_tx *tx, const struct org_scope *scope, int64_t from_us,
                             int64_t to_us, analytics_cohort_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, cohorts_sql);
   if (!st) return KEEL_ESTORE;
   db_bind_uuid(st, 1, scope->org_id);

@@ -11,6 +11,7 @@
 
 int store_audit_head(struct store_tx *tx, const struct org_scope *scope, int64_t *seq,
                      uint8_t hash[AUDIT_HASH_LEN]) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx, "SELECT seq, hash FROM audit_log WHERE org_id = $1 ORDER BY seq DESC LIMIT 1");
   if (!st) return KEEL_ESTORE;
@@ -30,6 +31,7 @@ int store_audit_head(struct store_tx *tx, const struct org_scope *scope, int64_t
 
 int store_audit_insert(struct store_tx *tx, const struct org_scope *scope,
                        const struct audit_row *r) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(
       tx,
       "INSERT INTO audit_log(org_id, seq, id, at, actor_type, actor_id, action, resource_type,"
@@ -112,6 +114,7 @@ static const char list_asc_sql[] =
 
 int store_audit_list(struct store_tx *tx, const struct org_scope *scope,
                      const struct audit_filter *f, audit_row_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, f->ascending ? list_asc_sql : list_desc_sql);
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, scope->org_id);

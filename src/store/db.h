@@ -69,4 +69,26 @@ int db_exec(struct store_tx *tx, const char *sql);
 /* Rows changed by the last INSERT/UPDATE/DELETE on this transaction. */
 int64_t db_changes(struct store_tx *tx);
 
+/*
+ * Row-level security contexts (docs/internals/postgres.md). On PostgreSQL
+ * every tenant table lets a transaction see and write only the rows of the
+ * org set by db_scope (set_config('app.org_id', …, true)): a statement that
+ * forgot its own org_id condition still cannot reach another tenant. Every
+ * store function that touches tenant data calls db_scope first; the few
+ * that legitimately cross tenants say so with one of the two others:
+ *  - db_as_user: the rows about this user in any org (their memberships and
+ *    those orgs), for login, the org switcher and invitations;
+ *  - db_as_system: read (and expire) across every org, for platform
+ *    administration, authentication lookups and background jobs.
+ * A later call replaces the earlier context of the same kind; db_scope with
+ * another org replaces the org. On SQLite these do nothing.
+ * Return 0 or KEEL_ESTORE.
+ */
+enum db_context { DB_CTX_ORG, DB_CTX_USER, DB_CTX_SYSTEM };
+int db_scope(struct store_tx *tx, const struct org_scope *scope);
+int db_as_user(struct store_tx *tx, const char *user_id);
+int db_as_system(struct store_tx *tx);
+/* "sqlite" | "postgres": for the rare statement whose text must differ. */
+const char *db_backend(struct store_tx *tx);
+
 #endif

@@ -16,6 +16,7 @@
 
 int store_dead_letter_put(struct store_tx *tx, const struct org_scope *scope,
                           const struct dead_letter_in *in, char *id_out) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   char id[ID_STR_SIZE];
   id_new_str(id);
   struct db_stmt *st = db_prepare(
@@ -75,6 +76,7 @@ static int walk(struct db_stmt *st, dead_letter_row_fn fn, void *arg) {
 int store_dead_letters_list(struct store_tx *tx, const struct org_scope *scope,
                             const struct dead_letter_pos *after, int64_t limit,
                             dead_letter_row_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st;
   if (!after) {
     st = db_prepare(tx, "SELECT " DL_COLS
@@ -99,6 +101,7 @@ int store_dead_letters_list(struct store_tx *tx, const struct org_scope *scope,
 
 int store_dead_letter_get(struct store_tx *tx, const struct org_scope *scope, const char *id,
                           struct dead_letter_row *out, struct buf *payload) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx, "SELECT " DL_COLS " FROM dead_letters WHERE org_id = $1 AND id = $2");
   if (!st) return KEEL_ESTORE;
@@ -117,6 +120,7 @@ int store_dead_letter_get(struct store_tx *tx, const struct org_scope *scope, co
 }
 
 int store_dead_letter_delete(struct store_tx *tx, const struct org_scope *scope, const char *id) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "DELETE FROM dead_letters WHERE org_id = $1 AND id = $2");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, scope->org_id);
@@ -128,6 +132,7 @@ int store_dead_letter_delete(struct store_tx *tx, const struct org_scope *scope,
 
 int store_dead_letter_record_failure(struct store_tx *tx, const struct org_scope *scope,
                                      const char *id, const char *error, int64_t failed_at_us) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx,
                                   "UPDATE dead_letters SET attempts = attempts + 1, error = $3,"
                                   " failed_at = @ts($4) WHERE org_id = $1 AND id = $2");
@@ -143,6 +148,7 @@ int store_dead_letter_record_failure(struct store_tx *tx, const struct org_scope
 
 int store_dead_letters_expire(struct store_tx *tx, int64_t cutoff_us, int64_t max_rows,
                               int64_t *deleted) {
+  if (db_as_system(tx) != 0) return KEEL_ESTORE;
   /* The rows are picked by the received_at index, then deleted by primary
    * key: DELETE … LIMIT is not portable (nor in every SQLite build). */
   struct db_stmt *st = db_prepare(tx,
@@ -159,6 +165,7 @@ int store_dead_letters_expire(struct store_tx *tx, int64_t cutoff_us, int64_t ma
 }
 
 int store_dead_letters_count(struct store_tx *tx, int64_t *count) {
+  if (db_as_system(tx) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT count(*) FROM dead_letters");
   if (!st) return KEEL_ESTORE;
   int rc = db_step(st);

@@ -372,6 +372,7 @@ static int append_one(struct store_tx *tx, const struct org_scope *scope, struct
 
 int store_events_append(struct store_tx *tx, const struct org_scope *scope,
                         struct ingest_event *events, size_t n, struct store_append_result *res) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   res->accepted = 0;
   res->duplicates = 0;
   struct sess_table sessions;

@@ -54,6 +54,7 @@ static int update_one(struct store_tx *tx, struct db_stmt *st) {
 
 int store_invitation_insert(struct store_tx *tx, const struct org_scope *scope,
                             const struct invitation *inv, const uint8_t token_hash[SHA256_LEN]) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(
       tx,
       "INSERT INTO invitations(org_id, id, email, email_norm, role, token_hash, invited_by,"
@@ -74,6 +75,7 @@ int store_invitation_insert(struct store_tx *tx, const struct org_scope *scope,
 
 int store_invitation_get(struct store_tx *tx, const struct org_scope *scope, const char *id,
                          struct invitation *out) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx, "SELECT " INV_COLS " FROM invitations i WHERE i.org_id = $1 AND i.id = $2");
   if (!st) return KEEL_ESTORE;
@@ -84,6 +86,7 @@ int store_invitation_get(struct store_tx *tx, const struct org_scope *scope, con
 
 int store_invitation_open_for(struct store_tx *tx, const struct org_scope *scope,
                               const char *email_norm, struct invitation *out) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT " INV_COLS
                                       " FROM invitations i WHERE i.org_id = $1"
                                       " AND i.email_norm = $2 AND " INV_OPEN);
@@ -95,6 +98,7 @@ int store_invitation_open_for(struct store_tx *tx, const struct org_scope *scope
 
 int store_invitation_count_pending(struct store_tx *tx, const struct org_scope *scope, int64_t now,
                                    int64_t *count) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx,
                                   "SELECT count(*) FROM invitations i WHERE i.org_id = $1 AND "
                                   "i.accepted_at IS NULL AND i.revoked_at IS NULL AND "
@@ -110,6 +114,7 @@ int store_invitation_count_pending(struct store_tx *tx, const struct org_scope *
 
 int store_invitation_close(struct store_tx *tx, const struct org_scope *scope, const char *id,
                            int64_t at) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx,
                                   "UPDATE invitations SET revoked_at = @ts($3)"
                                   " WHERE org_id = $1 AND id = $2 AND accepted_at IS NULL"
@@ -123,6 +128,7 @@ int store_invitation_close(struct store_tx *tx, const struct org_scope *scope, c
 
 int store_invitation_retoken(struct store_tx *tx, const struct org_scope *scope, const char *id,
                              const uint8_t token_hash[SHA256_LEN], int64_t expires_at) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx,
                                   "UPDATE invitations SET token_hash = $3, expires_at = @ts($4)"
                                   " WHERE org_id = $1 AND id = $2 AND accepted_at IS NULL"
@@ -137,6 +143,7 @@ int store_invitation_retoken(struct store_tx *tx, const struct org_scope *scope,
 
 int store_invitation_accept(struct store_tx *tx, const struct org_scope *scope, const char *id,
                             const char *user_id, int64_t at) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx,
                  "UPDATE invitations SET accepted_at = @ts($3), accepted_by = $4"
@@ -171,6 +178,7 @@ static const char *const list_sql[] = {
 int store_invitation_list(struct store_tx *tx, const struct org_scope *scope,
                           enum invitation_filter filter, int64_t now, const char *before_id,
                           int64_t limit, store_invitation_row_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   if ((unsigned)filter > INVITATION_REVOKED) return KEEL_EINVAL;
   struct db_stmt *st = db_prepare(tx, list_sql[filter]);
   if (!st) return KEEL_ESTORE;
@@ -191,6 +199,7 @@ int store_invitation_list(struct store_tx *tx, const struct org_scope *scope,
 
 int store_invitation_by_token(struct store_tx *tx, const uint8_t token_hash[SHA256_LEN],
                               struct invitation *out) {
+  if (db_as_system(tx) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT " INV_COLS
                                       " FROM invitations i JOIN orgs o ON o.id = i.org_id"
                                       " WHERE i.token_hash = $1 AND o.deleted_at IS NULL");
@@ -201,6 +210,7 @@ int store_invitation_by_token(struct store_tx *tx, const uint8_t token_hash[SHA2
 
 int store_invitation_mail(struct store_tx *tx, const struct org_scope *scope, const char *to_email,
                           const char *template_name, const char *subject, const char *body) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct outbox_mail m = {.org_id = scope->org_id,
                           .to_email = to_email,
                           .template_name = template_name,

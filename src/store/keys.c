@@ -49,6 +49,7 @@ static void bind_opt_i64(struct db_stmt *st, int idx, int64_t v) {
 
 int store_apikey_insert(struct store_tx *tx, const struct org_scope *scope,
                         const struct apikey_row *row) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(
       tx,
       "INSERT INTO api_keys(org_id, id, name, environment, live, scopes, prefix, key_hash,"
@@ -73,6 +74,7 @@ int store_apikey_insert(struct store_tx *tx, const struct org_scope *scope,
 
 int store_apikey_count_active(struct store_tx *tx, const struct org_scope *scope, int64_t now_us,
                               int64_t *count) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx,
                                   "SELECT COUNT(*) FROM api_keys WHERE org_id = $1"
                                   " AND revoked_at IS NULL"
@@ -88,6 +90,7 @@ int store_apikey_count_active(struct store_tx *tx, const struct org_scope *scope
 
 int store_apikey_get(struct store_tx *tx, const struct org_scope *scope, const char *id,
                      struct apikey_row *out) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx, "SELECT " KEY_COLS " FROM api_keys k WHERE k.org_id = $1 AND k.id = $2");
   if (!st) return KEEL_ESTORE;
@@ -101,6 +104,7 @@ int store_apikey_get(struct store_tx *tx, const struct org_scope *scope, const c
 
 int store_apikey_list(struct store_tx *tx, const struct org_scope *scope, const char *before_id,
                       bool include_revoked, int64_t limit, apikey_row_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT " KEY_COLS
                                       " FROM api_keys k WHERE k.org_id = $1"
                                       " AND ($2 IS NULL OR k.id < $2)"
@@ -123,6 +127,7 @@ int store_apikey_list(struct store_tx *tx, const struct org_scope *scope, const 
 
 int store_apikey_update(struct store_tx *tx, const struct org_scope *scope, const char *id,
                         const char *name, bool set_rate, int64_t rate_per_min) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct apikey_row cur;
   int rc = store_apikey_get(tx, scope, id, &cur);
   if (rc) return rc;
@@ -144,6 +149,7 @@ int store_apikey_update(struct store_tx *tx, const struct org_scope *scope, cons
 
 int store_apikey_revoke(struct store_tx *tx, const struct org_scope *scope, const char *id,
                         int64_t now_us, bool *already) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct apikey_row cur;
   int rc = store_apikey_get(tx, scope, id, &cur);
   if (rc) return rc;
@@ -162,6 +168,7 @@ int store_apikey_revoke(struct store_tx *tx, const struct org_scope *scope, cons
 
 int store_apikey_touch(struct store_tx *tx, const struct org_scope *scope, const char *id,
                        int64_t at) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(
       tx,
       "UPDATE api_keys SET last_used_at = @ts($3)"
@@ -176,6 +183,7 @@ int store_apikey_touch(struct store_tx *tx, const struct org_scope *scope, const
 
 int store_apikey_by_hash(struct store_tx *tx, const uint8_t hash[APIKEY_HASH_LEN],
                          struct apikey_lookup *out) {
+  if (db_as_system(tx) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx, "SELECT " KEY_COLS
                      ", o.slug, o.name, o.plan, o.billing_status, o.settings, @us(o.created_at),"
@@ -205,6 +213,7 @@ int store_apikey_by_hash(struct store_tx *tx, const uint8_t hash[APIKEY_HASH_LEN
 }
 
 int store_apikey_org_resolve(struct store_tx *tx, const char *ref, struct org_scope *out) {
+  if (db_as_system(tx) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx, "SELECT id FROM orgs WHERE (id = $1 OR slug = $1) AND deleted_at IS NULL");
   if (!st) return KEEL_ESTORE;

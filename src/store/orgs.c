@@ -31,6 +31,7 @@ static void org_from(struct db_stmt *st, struct org *o) {
 
 int store_org_for_member(struct store_tx *tx, const char *user_id, const char *ref, struct org *org,
                          enum role *role) {
+  if (db_as_user(tx, user_id) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT " ORG_COLS
                                       ", m.role FROM orgs o"
                                       " JOIN memberships m ON m.org_id = o.id AND m.user_id = $1"
@@ -47,6 +48,7 @@ int store_org_for_member(struct store_tx *tx, const char *user_id, const char *r
 }
 
 int store_org_get(struct store_tx *tx, const struct org_scope *scope, struct org *out) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx, "SELECT " ORG_COLS " FROM orgs o WHERE o.id = $1 AND o.deleted_at IS NULL");
   if (!st) return KEEL_ESTORE;
@@ -75,6 +77,9 @@ static int run_count(struct db_stmt *st, int64_t *out) {
 
 int store_org_insert(struct store_tx *tx, const struct org *org, const char *owner_id) {
   int64_t now = time_now_us();
+  struct org_scope scope;
+  memcpy(scope.org_id, org->id, sizeof(scope.org_id));
+  if (db_scope(tx, &scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx,
                  "INSERT INTO orgs(id, name, slug, plan, billing_status, settings, created_by,"
@@ -90,12 +95,11 @@ int store_org_insert(struct store_tx *tx, const struct org *org, const char *own
   db_bind_i64(st, 8, now);
   int rc = run_done(st);
   if (rc) return rc;
-  struct org_scope scope;
-  memcpy(scope.org_id, org->id, sizeof(scope.org_id));
   return store_member_insert(tx, &scope, owner_id, ROLE_OWNER);
 }
 
 int store_org_slug_taken(struct store_tx *tx, const char *slug, bool *taken) {
+  if (db_as_system(tx) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT 1 FROM orgs WHERE slug = $1");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, slug);
@@ -107,6 +111,7 @@ int store_org_slug_taken(struct store_tx *tx, const char *slug, bool *taken) {
 
 int store_org_count_owned(struct store_tx *tx, const char *user_id, const char *plan,
                           int64_t *count) {
+  if (db_as_user(tx, user_id) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx,
                  "SELECT count(*) FROM memberships m JOIN orgs o ON o.id = m.org_id"
@@ -120,6 +125,7 @@ int store_org_count_owned(struct store_tx *tx, const char *user_id, const char *
 
 int store_org_list_for_user(struct store_tx *tx, const char *user_id, const char *after_id,
                             int64_t limit, store_org_row_fn fn, void *arg) {
+  if (db_as_user(tx, user_id) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT " ORG_COLS
                                       ", m.role FROM memberships m JOIN orgs o ON o.id = m.org_id"
                                       " WHERE m.user_id = $1 AND o.id > $2"
@@ -141,6 +147,7 @@ int store_org_list_for_user(struct store_tx *tx, const char *user_id, const char
 
 int store_org_update(struct store_tx *tx, const struct org_scope *scope, const char *name,
                      const char *slug, const char *settings) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx,
                  "UPDATE orgs SET name = coalesce($2, name), slug = coalesce($3, slug),"
@@ -158,6 +165,7 @@ int store_org_update(struct store_tx *tx, const struct org_scope *scope, const c
 }
 
 int store_org_soft_delete(struct store_tx *tx, const struct org_scope *scope) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx,
                                   "UPDATE orgs SET deleted_at = @ts($2), updated_at = @ts($2)"
                                   " WHERE id = $1 AND deleted_at IS NULL");
@@ -173,6 +181,7 @@ int store_org_soft_delete(struct store_tx *tx, const struct org_scope *scope) {
 
 int store_member_role(struct store_tx *tx, const struct org_scope *scope, const char *user_id,
                       enum role *role) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx, "SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2");
   if (!st) return KEEL_ESTORE;
@@ -187,6 +196,7 @@ int store_member_role(struct store_tx *tx, const struct org_scope *scope, const 
 
 int store_member_with_email(struct store_tx *tx, const struct org_scope *scope,
                             const char *email_norm, bool *found) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx,
                                   "SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id"
                                   " WHERE m.org_id = $1 AND u.email_norm = $2");
@@ -200,6 +210,7 @@ int store_member_with_email(struct store_tx *tx, const struct org_scope *scope,
 }
 
 int store_member_count(struct store_tx *tx, const struct org_scope *scope, int64_t *count) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT count(*) FROM memberships WHERE org_id = $1");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, scope->org_id);
@@ -208,6 +219,7 @@ int store_member_count(struct store_tx *tx, const struct org_scope *scope, int64
 
 int store_member_count_role(struct store_tx *tx, const struct org_scope *scope, enum role role,
                             int64_t *count) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx, "SELECT count(*) FROM memberships WHERE org_id = $1 AND role = $2");
   if (!st) return KEEL_ESTORE;
@@ -218,6 +230,7 @@ int store_member_count_role(struct store_tx *tx, const struct org_scope *scope, 
 
 int store_member_insert(struct store_tx *tx, const struct org_scope *scope, const char *user_id,
                         enum role role) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(
       tx, "INSERT INTO memberships(org_id, user_id, role, created_at) VALUES($1, $2, $3, @ts($4))");
   if (!st) return KEEL_ESTORE;
@@ -230,6 +243,7 @@ int store_member_insert(struct store_tx *tx, const struct org_scope *scope, cons
 
 int store_member_set_role(struct store_tx *tx, const struct org_scope *scope, const char *user_id,
                           enum role role) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx, "UPDATE memberships SET role = $3 WHERE org_id = $1 AND user_id = $2");
   if (!st) return KEEL_ESTORE;
@@ -242,6 +256,7 @@ int store_member_set_role(struct store_tx *tx, const struct org_scope *scope, co
 }
 
 int store_member_delete(struct store_tx *tx, const struct org_scope *scope, const char *user_id) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "DELETE FROM memberships WHERE org_id = $1 AND user_id = $2");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, scope->org_id);
@@ -264,6 +279,7 @@ static void member_from(struct db_stmt *st, struct member_row *row) {
 
 int store_member_get(struct store_tx *tx, const struct org_scope *scope, const char *user_id,
                      struct member_row *out) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT " MEMBER_COLS
                                       " FROM memberships m JOIN users u ON u.id = m.user_id"
                                       " WHERE m.org_id = $1 AND m.user_id = $2");
@@ -279,6 +295,7 @@ int store_member_get(struct store_tx *tx, const struct org_scope *scope, const c
 
 int store_member_list(struct store_tx *tx, const struct org_scope *scope, int64_t after_joined,
                       const char *after_user, int64_t limit, store_member_row_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
       db_prepare(tx, "SELECT " MEMBER_COLS
                      " FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1"

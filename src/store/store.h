@@ -48,6 +48,9 @@ struct store_options {
   int busy_timeout_ms;
   int cache_kib;
   bool migrate_on_open; /* apply pending migrations before returning */
+  /* PostgreSQL only. */
+  int pool_size;        /* reader connections (0: 8); the writer has its own */
+  const char *app_role; /* role granted the app's privileges by store_migrate ("": keel_app) */
 };
 
 /* Opens the store. Returns 0, or a KEEL_E* status with a message in err. */

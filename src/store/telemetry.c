@@ -188,6 +188,7 @@ static int event_emit(struct store_tx *tx, const struct org_scope *scope, const 
 
 int store_telemetry_event_get(struct store_tx *tx, const struct org_scope *scope, const char *id,
                               telemetry_event_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   return event_emit(tx, scope, id, fn, arg);
 }
 
@@ -201,6 +202,7 @@ static const char *events_walk_for(const struct telemetry_event_filter *f) {
 int store_telemetry_events_list(struct store_tx *tx, const struct org_scope *scope,
                                 const struct telemetry_event_filter *f, struct telemetry_page *page,
                                 telemetry_event_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   page->rows = 0;
   page->more = false;
   int64_t upper_us;
@@ -245,6 +247,7 @@ int store_telemetry_events_list(struct store_tx *tx, const struct org_scope *sco
 int store_telemetry_session_events(struct store_tx *tx, const struct org_scope *scope,
                                    const char *session_id, struct telemetry_seq_page *page,
                                    telemetry_event_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   page->rows = 0;
   page->more = false;
   page->next_seq = page->after_seq;
@@ -323,6 +326,7 @@ static void session_from_row(struct db_stmt *st, struct telemetry_session *s) {
 
 int store_telemetry_session_get(struct store_tx *tx, const struct org_scope *scope, const char *id,
                                 telemetry_session_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, session_get_sql);
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, scope->org_id);
@@ -412,6 +416,7 @@ static int sessions_walk(struct store_tx *tx, const struct org_scope *scope,
 int store_telemetry_sessions_list(struct store_tx *tx, const struct org_scope *scope,
                                   const struct telemetry_session_filter *f,
                                   struct telemetry_page *page, telemetry_session_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   page->rows = 0;
   page->more = false;
   if (!f->tag) return sessions_walk(tx, scope, f, NULL, page, fn, arg);
@@ -527,6 +532,7 @@ static int copy_head(const struct telemetry_session *s, void *arg) {
 
 int store_telemetry_session_verify(struct store_tx *tx, const struct org_scope *scope,
                                    const char *session_id, struct telemetry_verify *out) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   memset(out, 0, sizeof(*out));
   out->valid = true;
   out->failed_at_index = -1;

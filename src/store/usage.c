@@ -170,6 +170,7 @@ static void read_sums(struct db_stmt *st, int col, struct usage_totals *t) {
 
 int store_usage_totals(struct store_tx *tx, const struct org_scope *scope, int64_t from_us,
                        int64_t to_us, struct usage_totals *out) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   memset(out, 0, sizeof(*out));
   struct db_stmt *st = db_prepare(tx, "SELECT " SUMS
                                       " FROM usage_hourly WHERE org_id = $1"
@@ -186,6 +187,7 @@ int store_usage_totals(struct store_tx *tx, const struct org_scope *scope, int64
 
 int store_usage_hours(struct store_tx *tx, const struct org_scope *scope, int64_t from_us,
                       int64_t to_us, usage_row_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT @us(hour), " SUMS
                                       " FROM usage_hourly"
                                       " WHERE org_id = $1 AND hour >= @ts($2) AND hour < @ts($3)"
@@ -220,6 +222,7 @@ static const char *const breakdown_sql[] = {
 
 int store_usage_breakdown(struct store_tx *tx, const struct org_scope *scope, enum usage_by by,
                           int64_t from_us, int64_t to_us, int limit, usage_row_fn fn, void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, breakdown_sql[by]);
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, scope->org_id);
@@ -238,6 +241,7 @@ int store_usage_breakdown(struct store_tx *tx, const struct org_scope *scope, en
 
 int store_usage_recount(struct store_tx *tx, const struct org_scope *scope, int64_t from_us,
                         int64_t to_us, struct usage_totals *out) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   memset(out, 0, sizeof(*out));
   /* The events table keeps org_id as 16 raw bytes (0006). received_at has
    * no index: this walks the org's primary-key range, once per day asked. */
@@ -262,6 +266,7 @@ int store_usage_recount(struct store_tx *tx, const struct org_scope *scope, int6
 
 int store_usage_notification_put(struct store_tx *tx, const struct org_scope *scope,
                                  const struct usage_notification *n, bool *inserted) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   *inserted = false;
   struct db_stmt *st = db_prepare(tx,
                                   "INSERT INTO usage_notifications(org_id, period_start,"
@@ -284,6 +289,7 @@ int store_usage_notification_put(struct store_tx *tx, const struct org_scope *sc
 
 int store_usage_notifications(struct store_tx *tx, const struct org_scope *scope, int limit,
                               int (*fn)(void *arg, const struct usage_notification *n), void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx,
                                   "SELECT id, @us(period_start), threshold, quota, used,"
                                   " @us(created_at) FROM usage_notifications WHERE org_id = $1"
@@ -307,6 +313,7 @@ int store_usage_notifications(struct store_tx *tx, const struct org_scope *scope
 
 int store_usage_owner_emails(struct store_tx *tx, const struct org_scope *scope,
                              int (*fn)(void *arg, const char *email), void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx,
                                   "SELECT u.email FROM memberships m JOIN users u"
                                   " ON u.id = m.user_id WHERE m.org_id = $1"

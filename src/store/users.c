@@ -259,6 +259,7 @@ int store_login_clear(struct store_tx *tx, const char *email_norm) {
 
 int store_user_orgs(struct store_tx *tx, const char *user_id, int64_t limit, store_user_org_fn fn,
                     void *arg) {
+  if (db_as_user(tx, user_id) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx,
                                   "SELECT o.id, o.name, o.slug, m.role FROM memberships m"
                                   " JOIN orgs o ON o.id = m.org_id"
@@ -285,6 +286,7 @@ int store_user_orgs(struct store_tx *tx, const char *user_id, int64_t limit, sto
 
 int store_user_invitation_email(struct store_tx *tx, const uint8_t hash[SHA256_LEN], int64_t now_us,
                                 char email_norm[256]) {
+  if (db_as_system(tx) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx,
                                   "SELECT i.email_norm FROM invitations i"
                                   " JOIN orgs o ON o.id = i.org_id AND o.deleted_at IS NULL"

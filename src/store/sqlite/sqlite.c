@@ -31,6 +31,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "core/xmalloc.h"
+#include "store/backend.h"
 #include "store/db.h"
 #include "store/store.h"
 
@@ -43,6 +44,7 @@
 #define WAL_SIZE_LIMIT (64 * 1024 * 1024)
 
 struct db_stmt {
+  const struct store_backend *be; /* first: store/backend.h */
   sqlite3_stmt *st;
   const char *key; /* the caller's SQL text address */
 };
@@ -56,6 +58,7 @@ struct conn {
 };
 
 struct store_tx {
+  const struct store_backend *be; /* first: store/backend.h */
   struct store *s;
   struct conn *conn;
   struct db_stmt *used[TX_STMTS_MAX];
@@ -76,6 +79,7 @@ struct write_job {
 };
 
 struct store {
+  const struct store_backend *be; /* first: store/backend.h */
   char *path;
   int busy_timeout_ms;
   int cache_kib;
@@ -216,7 +220,7 @@ static size_t slot_of(const char *key) {
   return (size_t)(h >> 7) & (STMT_CACHE_SLOTS - 1);
 }
 
-struct db_stmt *db_prepare(struct store_tx *tx, const char *sql) {
+static struct db_stmt *sq_db_prepare(struct store_tx *tx, const char *sql) {
   struct conn *c = tx->conn;
   size_t i = slot_of(sql);
   while (c->cache[i].key && c->cache[i].key != sql) i = (i + 1) & (STMT_CACHE_SLOTS - 1);
@@ -232,6 +236,7 @@ struct db_stmt *db_prepare(struct store_tx *tx, const char *sql) {
     }
     xfree(text);
     st->key = sql;
+    st->be = &store_backend_sqlite;
     c->ncached++;
   }
   /* Remember it so it is reset when the transaction function returns. */
@@ -247,44 +252,46 @@ struct db_stmt *db_prepare(struct store_tx *tx, const char *sql) {
   return st;
 }
 
+static int sq_db_bind_null(struct db_stmt *st, int idx);
+
 static int bind_rc(struct db_stmt *st, int rc) {
   if (rc == SQLITE_OK) return 0;
   log_error("store.bind_failed", LS("error", sqlite3_errstr(rc)), LS("sql", sqlite3_sql(st->st)));
   return KEEL_ESTORE;
 }
 
-int db_bind_text(struct db_stmt *st, int idx, const char *s) {
-  if (!s) return db_bind_null(st, idx);
+static int sq_db_bind_text(struct db_stmt *st, int idx, const char *s) {
+  if (!s) return sq_db_bind_null(st, idx);
   return bind_rc(st, sqlite3_bind_text(st->st, idx, s, -1, SQLITE_TRANSIENT));
 }
 
-int db_bind_textn(struct db_stmt *st, int idx, const char *s, size_t n) {
+static int sq_db_bind_textn(struct db_stmt *st, int idx, const char *s, size_t n) {
   return bind_rc(st, sqlite3_bind_text64(st->st, idx, s, n, SQLITE_TRANSIENT, SQLITE_UTF8));
 }
 
-int db_bind_i64(struct db_stmt *st, int idx, int64_t v) {
+static int sq_db_bind_i64(struct db_stmt *st, int idx, int64_t v) {
   return bind_rc(st, sqlite3_bind_int64(st->st, idx, v));
 }
 
-int db_bind_textn_nocopy(struct db_stmt *st, int idx, const char *s, size_t n) {
+static int sq_db_bind_textn_nocopy(struct db_stmt *st, int idx, const char *s, size_t n) {
   return bind_rc(st, sqlite3_bind_text64(st->st, idx, s, n, SQLITE_STATIC, SQLITE_UTF8));
 }
 
-int db_bind_blob(struct db_stmt *st, int idx, const void *p, size_t n) {
+static int sq_db_bind_blob(struct db_stmt *st, int idx, const void *p, size_t n) {
   return bind_rc(st, sqlite3_bind_blob64(st->st, idx, p, n, SQLITE_TRANSIENT));
 }
 
-int db_bind_null(struct db_stmt *st, int idx) {
+static int sq_db_bind_null(struct db_stmt *st, int idx) {
   return bind_rc(st, sqlite3_bind_null(st->st, idx));
 }
 
-int db_bind_uuid(struct db_stmt *st, int idx, const char *text) {
+static int sq_db_bind_uuid(struct db_stmt *st, int idx, const char *text) {
   struct id id;
-  if (!text || id_parse(slice_from_cstr(text), &id) != 0) return db_bind_null(st, idx);
+  if (!text || id_parse(slice_from_cstr(text), &id) != 0) return sq_db_bind_null(st, idx);
   return bind_rc(st, sqlite3_bind_blob(st->st, idx, id.b, sizeof(id.b), SQLITE_TRANSIENT));
 }
 
-void db_col_uuid(struct db_stmt *st, int col, char out[ID_STR_SIZE]) {
+static void sq_db_col_uuid(struct db_stmt *st, int col, char out[ID_STR_SIZE]) {
   out[0] = '\0';
   if (sqlite3_column_bytes(st->st, col) != 16) return;
   struct id id;
@@ -292,7 +299,7 @@ void db_col_uuid(struct db_stmt *st, int col, char out[ID_STR_SIZE]) {
   id_format(&id, out);
 }
 
-int db_step(struct db_stmt *st) {
+static int sq_db_step(struct db_stmt *st) {
   int rc = sqlite3_step(st->st);
   if (rc == SQLITE_ROW) return DB_ROW;
   if (rc == SQLITE_DONE) return DB_DONE;
@@ -306,40 +313,40 @@ int db_step(struct db_stmt *st) {
   return (rc & 0xff) == SQLITE_BUSY ? KEEL_EBUSY : KEEL_ESTORE;
 }
 
-const char *db_col_text(struct db_stmt *st, int col) {
+static const char *sq_db_col_text(struct db_stmt *st, int col) {
   return (const char *)sqlite3_column_text(st->st, col);
 }
 
-size_t db_col_len(struct db_stmt *st, int col) {
+static size_t sq_db_col_len(struct db_stmt *st, int col) {
   return (size_t)sqlite3_column_bytes(st->st, col);
 }
 
-int64_t db_col_i64(struct db_stmt *st, int col) {
+static int64_t sq_db_col_i64(struct db_stmt *st, int col) {
   return sqlite3_column_int64(st->st, col);
 }
 
-const void *db_col_blob(struct db_stmt *st, int col) {
+static const void *sq_db_col_blob(struct db_stmt *st, int col) {
   return sqlite3_column_blob(st->st, col);
 }
 
-bool db_col_is_null(struct db_stmt *st, int col) {
+static bool sq_db_col_is_null(struct db_stmt *st, int col) {
   return sqlite3_column_type(st->st, col) == SQLITE_NULL;
 }
 
-void db_reset(struct db_stmt *st) {
+static void sq_db_reset(struct db_stmt *st) {
   sqlite3_reset(st->st);
   sqlite3_clear_bindings(st->st);
 }
 
-int db_exec(struct store_tx *tx, const char *sql) {
-  struct db_stmt *st = db_prepare(tx, sql);
+static int sq_db_exec(struct store_tx *tx, const char *sql) {
+  struct db_stmt *st = sq_db_prepare(tx, sql);
   if (!st) return KEEL_ESTORE;
-  int rc = db_step(st);
-  while (rc == DB_ROW) rc = db_step(st);
+  int rc = sq_db_step(st);
+  while (rc == DB_ROW) rc = sq_db_step(st);
   return rc;
 }
 
-int64_t db_changes(struct store_tx *tx) {
+static int64_t sq_db_changes(struct store_tx *tx) {
   return sqlite3_changes64(tx->conn->db);
 }
 
@@ -353,10 +360,10 @@ static void tx_release(struct store_tx *tx) {
 
 /* --- reads -------------------------------------------------------------- */
 
-int store_read(struct store *s, store_tx_fn fn, void *arg) {
+static int sq_read(struct store *s, store_tx_fn fn, void *arg) {
   struct conn *c = reader_get(s);
   if (!c) return KEEL_ESTORE;
-  struct store_tx tx = {.s = s, .conn = c};
+  struct store_tx tx = {.be = &store_backend_sqlite, .s = s, .conn = c};
   if (conn_exec(c, "BEGIN") != 0) return KEEL_ESTORE;
   int rc = fn(&tx, arg);
   tx_release(&tx);
@@ -373,7 +380,7 @@ static int run_job(struct store *s, struct write_job *j) {
   }
   if (f > 0) return KEEL_ESTORE;
 #endif
-  struct store_tx tx = {.s = s, .conn = s->writer};
+  struct store_tx tx = {.be = &store_backend_sqlite, .s = s, .conn = s->writer};
   int rc = j->fn(&tx, j->arg);
   tx_release(&tx);
   return rc;
@@ -383,7 +390,7 @@ static void write_generation_bump(struct store *s) {
   atomic_fetch_add_explicit(&s->write_generation, 1, memory_order_release);
 }
 
-uint64_t store_write_generation(struct store *s) {
+static uint64_t sq_write_generation(struct store *s) {
   return atomic_load_explicit(&s->write_generation, memory_order_acquire);
 }
 
@@ -577,12 +584,12 @@ static void *writer_main(void *arg) {
   return NULL;
 }
 
-int store_write(struct store *s, store_tx_fn fn, void *arg) {
+static int sq_write(struct store *s, store_tx_fn fn, void *arg) {
   if (on_writer_thread) {
     /* Nested write from inside a write job: already in the transaction,
      * whose commit moves the generation on (write_batch). Moving it here as
      * well costs nothing and keeps "every write moves it" true locally. */
-    struct store_tx tx = {.s = s, .conn = s->writer};
+    struct store_tx tx = {.be = &store_backend_sqlite, .s = s, .conn = s->writer};
     int rc = fn(&tx, arg);
     tx_release(&tx);
     if (rc == 0) write_generation_bump(s);
@@ -607,7 +614,7 @@ int store_write(struct store *s, store_tx_fn fn, void *arg) {
   return job.rc;
 }
 
-int store_write_async(struct store *s, store_tx_fn fn, void *arg, void (*done)(void *arg, int rc)) {
+static int sq_write_async(struct store *s, store_tx_fn fn, void *arg, void (*done)(void *arg, int rc)) {
   KEEL_ASSERT(fn != NULL && done != NULL);
   struct write_job *job = xcalloc(1, sizeof(*job));
   job->fn = fn;
@@ -633,14 +640,14 @@ int store_write_async(struct store *s, store_tx_fn fn, void *arg, void (*done)(v
   return 0;
 }
 
-size_t store_write_queue_depth(struct store *s) {
+static size_t sq_write_queue_depth(struct store *s) {
   pthread_mutex_lock(&s->mu);
   size_t n = s->queued;
   pthread_mutex_unlock(&s->mu);
   return n;
 }
 
-void store_fail_next_writes(struct store *s, unsigned n) {
+static void sq_fail_next_writes(struct store *s, unsigned n) {
   atomic_store(&s->fail_writes, n);
 }
 
@@ -723,7 +730,7 @@ static int apply_migrations(struct store *s, struct conn *c, int *applied, char 
   return 0;
 }
 
-int store_migrate(struct store *s, int *applied, char *err, size_t errlen) {
+static int sq_migrate(struct store *s, int *applied, char *err, size_t errlen) {
   /* A dedicated connection: migrations may run beside a live writer (another
    * process's, or ours); BEGIN IMMEDIATE orders them. */
   char e2[256];
@@ -737,7 +744,7 @@ int store_migrate(struct store *s, int *applied, char *err, size_t errlen) {
   return rc;
 }
 
-int store_schema_version(struct store *s, int *current, int *latest) {
+static int sq_schema_version(struct store *s, int *current, int *latest) {
   *latest = s->latest_version;
   *current = 0;
   struct conn *c = reader_get(s);
@@ -745,9 +752,9 @@ int store_schema_version(struct store *s, int *current, int *latest) {
   return current_version(c, current);
 }
 
-int store_ready(struct store *s) {
+static int sq_ready(struct store *s) {
   int cur = 0, latest = 0;
-  if (store_schema_version(s, &cur, &latest) != 0) return KEEL_ESTORE;
+  if (sq_schema_version(s, &cur, &latest) != 0) return KEEL_ESTORE;
   return cur == latest ? 0 : KEEL_EBUSY;
 }
 
@@ -778,7 +785,7 @@ static void sqlite_configure(void) {
   sqlite3_initialize();
 }
 
-int store_open(const struct store_options *opt, struct store **out, char *err, size_t errlen) {
+static int sq_open(const struct store_options *opt, struct store **out, char *err, size_t errlen) {
   *out = NULL;
   pthread_once(&sqlite_config_once, sqlite_configure);
   if (opt->url && opt->url[0]) {
@@ -792,6 +799,7 @@ int store_open(const struct store_options *opt, struct store **out, char *err, s
     return KEEL_EIO;
   }
   struct store *s = xcalloc(1, sizeof(*s));
+  s->be = &store_backend_sqlite;
   struct buf path;
   buf_init(&path, 8192);
   buf_printf(&path, "%s/keel.db", opt->data_dir);
@@ -815,7 +823,7 @@ int store_open(const struct store_options *opt, struct store **out, char *err, s
 
   int rc = 0;
   if (opt->migrate_on_open) {
-    rc = store_migrate(s, NULL, err, errlen);
+    rc = sq_migrate(s, NULL, err, errlen);
     if (rc) goto fail;
   }
   s->writer = conn_open(s, false, err, errlen);
@@ -840,7 +848,7 @@ fail:
   return rc;
 }
 
-void store_close(struct store *s) {
+static void sq_close(struct store *s) {
   if (!s) return;
   pthread_mutex_lock(&s->mu);
   s->stopping = true;
@@ -867,7 +875,36 @@ void store_close(struct store *s) {
   xfree(s);
 }
 
-const char *store_backend(const struct store *s) {
-  (void)s;
-  return "sqlite";
-}
+const struct store_backend store_backend_sqlite = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .migrate = sq_migrate,
+    .schema_version = sq_schema_version,
+    .ready = sq_ready,
+    .read = sq_read,
+    .write = sq_write,
+    .write_async = sq_write_async,
+    .write_generation = sq_write_generation,
+    .write_queue_depth = sq_write_queue_depth,
+    .fail_next_writes = sq_fail_next_writes,
+    .prepare = sq_db_prepare,
+    .bind_text = sq_db_bind_text,
+    .bind_textn = sq_db_bind_textn,
+    .bind_textn_nocopy = sq_db_bind_textn_nocopy,
+    .bind_i64 = sq_db_bind_i64,
+    .bind_blob = sq_db_bind_blob,
+    .bind_null = sq_db_bind_null,
+    .bind_uuid = sq_db_bind_uuid,
+    .col_uuid = sq_db_col_uuid,
+    .step = sq_db_step,
+    .col_text = sq_db_col_text,
+    .col_len = sq_db_col_len,
+    .col_i64 = sq_db_col_i64,
+    .col_blob = sq_db_col_blob,
+    .col_is_null = sq_db_col_is_null,
+    .reset = sq_db_reset,
+    .exec = sq_db_exec,
+    .changes = sq_db_changes,
+    .context = NULL,
+};

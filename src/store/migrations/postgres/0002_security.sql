@@ -1,0 +1,2 @@
+-- 0002_security.sql — row-level security, roles and partitions (being written).
+SELECT 1;
