@@ -15,7 +15,7 @@ PACKAGES=(
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev
   libsodium-dev libcurl4-openssl-dev
   # tests: cmocka units, pytest black-box tests run with Debian's /usr/bin/python3
-  libcmocka-dev python3-pytest python3-requests
+  libcmocka-dev python3-pytest python3-requests python3-psycopg2
   # services the tests start on their own ports (sqlite3 is the CLI for debugging)
   postgresql redis-server sqlite3
   # robustness gates and style: valgrind, clang sanitizers/libFuzzer, clang-format

@@ -51,6 +51,11 @@ struct store_options {
   /* PostgreSQL only. */
   int pool_size;        /* reader connections (0: 8); the writer has its own */
   const char *app_role; /* role granted the app's privileges by store_migrate ("": keel_app) */
+  /* Test hook (test builds only): set the org with a session-level SET that
+   * outlives the transaction on its pooled connection, instead of
+   * set_config(…, true) — deliberately broken isolation, so the leakage test
+   * can show that it would catch such a bug. */
+  bool leaky_scope;
 };
 
 /* Opens the store. Returns 0, or a KEEL_E* status with a message in err. */
