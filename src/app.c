@@ -50,7 +50,7 @@ int app_config(const struct app_flags *flags, char *const *envp, struct config *
   } direct[] = {
       {"listen", flags->listen},
       {"data_dir", flags->data_dir},
-      {"store", flags->store_url},
+      {"store.url", flags->store_url},
       {"dev", flags->dev ? "true" : NULL},
   };
   for (size_t i = 0; i < sizeof(direct) / sizeof(direct[0]); i++) {
@@ -165,7 +165,14 @@ int app_store_open(const struct config *cfg, bool migrate, struct store **out) {
                              .url = cfg->store_url,
                              .busy_timeout_ms = (int)cfg->sqlite_busy_timeout_ms,
                              .cache_kib = (int)cfg->sqlite_cache_kib,
-                             .migrate_on_open = migrate};
+                             .migrate_on_open = migrate,
+                             .pool_size = (int)cfg->postgres_pool_size,
+                             .app_role = cfg->postgres_app_role,
+#ifdef KEEL_TEST_HOOKS
+                             /* the leakage test's control only: never in a release build */
+                             .leaky_scope = cfg->dev && cfg->postgres_test_leaky_scope
+#endif
+  };
   if (store_open(&so, out, err, sizeof(err)) != 0) {
     fprintf(stderr, "keel: %s\n", err);
     log_error("store.open_failed", LS("error", err));

@@ -30,6 +30,7 @@
 #include "domain/plans.h"
 #include "domain/quota.h"
 #include "jobs/jobs.h"
+#include "store/maintenance.h"
 #include "store/outbox.h"
 #include "store/usage.h"
 
@@ -392,6 +393,20 @@ static int job_reconcile(void *arg) {
   return c.rc;
 }
 
+/* Keeps PostgreSQL's monthly partitions PARTITIONS_AHEAD months ahead of
+ * the clock (the migration creates the first ones); SQLite: nothing. */
+#define PARTITIONS_AHEAD 3
+
+static int partitions_tx(struct store_tx *tx, void *arg) {
+  (void)arg;
+  return store_partitions_ensure(tx, PARTITIONS_AHEAD);
+}
+
+static int job_partitions(void *arg) {
+  struct usage_area *u = arg;
+  return store_write(api_store(u->api), partitions_tx, NULL);
+}
+
 struct usage_area *usage_start(struct api *api) {
   struct usage_area *u = xcalloc(1, sizeof(*u));
   const struct config *cfg = api_config(api);
@@ -405,6 +420,7 @@ struct usage_area *usage_start(struct api *api) {
   jobs_add(u->jobs, "usage.rollover", every, every / 10, job_rollover, u);
   jobs_add(u->jobs, "usage.refresh", every, every / 10, job_refresh, u);
   jobs_add(u->jobs, "usage.reconcile", USAGE_RECONCILE_INTERVAL_US, US_PER_HOUR, job_reconcile, u);
+  jobs_add(u->jobs, "store.partitions", US_PER_DAY, US_PER_HOUR, job_partitions, u);
   jobs_start(u->jobs);
   return u;
 }
@@ -798,6 +814,45 @@ static int h_dev_job_run(struct ctx *ctx) {
                             "duration_us", (json_int_t)d));
 }
 
+/* --- GET /v1/dev/store/rls-probe (--dev only) --------------------------------------------- */
+
+/* The leakage test's probe: reads every tenant table with no org condition
+ * of its own, under the caller's org (or, with ?unscoped=1, no org at
+ * all), and lists each (table, org) seen. On PostgreSQL row-level security
+ * must confine it to the caller's org. */
+struct probe_job {
+  struct org_scope scope;
+  bool unscoped;
+  json_t *rows;
+};
+
+static int probe_row(void *arg, const char *table, const char *org_id) {
+  struct probe_job *j = arg;
+  json_array_append_new(j->rows, json_pack("{s:s, s:s}", "table", table, "org_id", org_id));
+  return 0;
+}
+
+static int probe_tx(struct store_tx *tx, void *arg) {
+  struct probe_job *j = arg;
+  return store_rls_probe(tx, j->unscoped ? NULL : &j->scope, probe_row, j);
+}
+
+static int h_dev_rls_probe(struct ctx *ctx) {
+  if (strcmp(store_backend(api_store(ctx->api)), "postgres") != 0) {
+    return api_problem(ctx, "not_found", "the isolation probe needs the PostgreSQL backend");
+  }
+  const char *u = http_req_query(ctx->req, "unscoped");
+  struct probe_job j = {.scope = ctx->scope, .unscoped = u && strcmp(u, "1") == 0,
+                        .rows = json_array()};
+  int rc = store_read(api_store(ctx->api), probe_tx, &j);
+  if (rc) {
+    json_decref(j.rows);
+    return api_status(ctx, rc);
+  }
+  return api_json(ctx, 200, json_pack("{s:s, s:o}", "org_id", j.unscoped ? "" : ctx->scope.org_id,
+                                      "rows", j.rows));
+}
+
 static const struct route usage_routes[] = {
     {.method = HTTP_GET,
      .pattern = "/v1/orgs/{org}/usage",
@@ -832,6 +887,12 @@ static const struct route usage_routes[] = {
     {.method = HTTP_POST,
      .pattern = "/v1/dev/jobs/{job}/run",
      .handler = h_dev_job_run,
+     .flags = ROUTE_DEV},
+    {.method = HTTP_GET,
+     .pattern = "/v1/dev/store/rls-probe",
+     .handler = h_dev_rls_probe,
+     .auth = AUTH_KEY,
+     .scope = SCOPE_READ,
      .flags = ROUTE_DEV},
 };
 

@@ -28,7 +28,7 @@
 struct config {
   char *listen;                      /* listen: "host:port" (IPv4, [IPv6] or a name) */
   char *data_dir;                    /* data_dir: directory of the SQLite database and secrets */
-  char *store_url;                   /* store: "" (SQLite in data_dir) or postgres://… */
+  char *store_url;                   /* store.url: "" (SQLite in data_dir) or postgres://… */
   char *public_url;                  /* public_url: base URL used in links (emails, upgrade) */
   bool dev;                          /* dev: development mode (test clock, mail in logs) */
   char *log_level;                   /* log.level: debug | info | warn | error */
@@ -52,6 +52,9 @@ struct config {
   int64_t ingest_queue_max;          /* ingest.queue_max: backpressure threshold (events) */
   int64_t dead_letters_expiry_interval_s; /* dead_letters.expiry_interval_s */
   bool metering_enabled;                  /* metering.enabled: usage records and quotas */
+  int64_t postgres_pool_size;             /* postgres.pool_size: reader connections */
+  char *postgres_app_role;                /* postgres.app_role: granted by keel migrate */
+  bool postgres_test_leaky_scope;         /* postgres.test_leaky_scope: control test hook */
   int64_t usage_job_interval_s;           /* usage.job_interval_s: rollover/refresh jobs */
 };
 

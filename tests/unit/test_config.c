@@ -59,7 +59,7 @@ static const struct {
 } expected_settings[] = {
     {"listen", CONFIG_STRING, "127.0.0.1:8080", 0, 0},
     {"data_dir", CONFIG_STRING, "./keel-data", 0, 0},
-    {"store", CONFIG_STRING, "", 0, 0},
+    {"store.url", CONFIG_STRING, "", 0, 0},
     {"public_url", CONFIG_STRING, "http://127.0.0.1:8080", 0, 0},
     {"dev", CONFIG_BOOL, "false", 0, 0},
     {"log.level", CONFIG_STRING, "info", 0, 0},
@@ -83,6 +83,9 @@ static const struct {
     {"ingest.queue_max", CONFIG_INT, "100000", 1, 100000000},
     {"dead_letters.expiry_interval_s", CONFIG_INT, "60", 1, 86400},
     {"metering.enabled", CONFIG_BOOL, "true", 0, 0},
+    {"postgres.pool_size", CONFIG_INT, "8", 1, 256},
+    {"postgres.app_role", CONFIG_STRING, "keel_app", 0, 0},
+    {"postgres.test_leaky_scope", CONFIG_BOOL, "false", 0, 0},
     {"usage.job_interval_s", CONFIG_INT, "300", 1, 86400},
 };
 #define EXPECTED_COUNT (sizeof(expected_settings) / sizeof(expected_settings[0]))
@@ -245,7 +248,7 @@ static void test_strings_and_unknown(void **state) {
     const char *err;
   } cases[] = {
       {"listen", "0.0.0.0:9000", 0, NULL},
-      {"store", "", 0, NULL},
+      {"store.url", "", 0, NULL},
       {"public_url", "https://keel.example.com", 0, NULL},
       {"log.level", "debug", 0, NULL},
       {"log.level", "error", 0, NULL},
@@ -289,7 +292,7 @@ static void test_file_ok(void **state) {
       "   # indented comment\n"
       "\tdata_dir\t=\t/var/lib/keel  \n"
       "public_url = \"  https://x.example/a \\\"b\\\" \\\\c  \"\n"
-      "store = \"\"\n"
+      "store.url = \"\"\n"
       "log.level=warn\n"
       "http.threads = 12\n"
       "http.threads = 16\n" /* last wins */
@@ -389,7 +392,7 @@ static void test_env(void **state) {
   char *env[] = {
       "PATH=/usr/bin",         "KEEL_HTTP_THREADS=8",
       "KEEL_LOG_LEVEL=debug",  "KEEL_DEV=yes",
-      "KEEL_STORE=",           "KEEL_CONFIG=/etc/keel.conf",
+      "KEEL_STORE_URL=",       "KEEL_CONFIG=/etc/keel.conf",
       "KEEL_SOURCE_ROOT=/src", "KEEL_API_KEY=kl_live_secret",
       "KEEL_URL=http://x",     "KEEL_BOGUS=topsecretvalue",
       "keel_http_workers=3",   "KEEL_http_workers=3",
@@ -401,7 +404,7 @@ static void test_env(void **state) {
 
   nwarned = 0;
   config_defaults(&cfg);
-  assert_int_equal(config_set(&cfg, "store", "postgres://db", err, sizeof(err)), 0);
+  assert_int_equal(config_set(&cfg, "store.url", "postgres://db", err, sizeof(err)), 0);
   assert_int_equal(config_load_env(&cfg, env, err, sizeof(err), record_warn), 0);
   assert_int_equal(cfg.http_threads, 8);
   assert_string_equal(cfg.log_level, "debug");
