@@ -3,7 +3,9 @@
 #   make deps      install the Debian packages (tools/deps.sh; no-op when present)
 #   make build     configure (once) and build build/keel
 #   make run       build and serve on 127.0.0.1:8080 (override with RUN_ARGS=...)
-#   make unit      cmocka unit tests          make api    pytest black-box tests
+#   make unit      cmocka unit tests          make api    pytest black-box tests (SQLite)
+#   make api-pg    the same pytest suite on PostgreSQL 15: a throwaway cluster in
+#                  $(BUILD)/pg on a free loopback port (tools/pg-cluster.sh), then stopped
 #   make asan      unit + api under an ASan+UBSan build (build-asan/)
 #   make style     banned calls + clang-format  make valgrind  leak check of a serve cycle
 #   make test      all of the above in order, stops at the first failure, ends with a recap
@@ -31,7 +33,7 @@ RELEASE_SETUP_ARGS := -Dbuildtype=release -Dtest_hooks=false -Dtests=false
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-TEST_STAGES := deps build unit api asan style valgrind fuzz-short
+TEST_STAGES := deps build unit api api-pg asan style valgrind fuzz-short
 TEST_LOGS := $(BUILD)-logs
 
 # $(call meson_setup,DIR,ARGS): configure DIR once. The arguments used are kept
@@ -54,7 +56,7 @@ define meson_setup
 	printf '%s' "$$args" > "$$stamp"
 endef
 
-.PHONY: deps build run unit api asan style valgrind test bench clean fuzz fuzz-short
+.PHONY: deps build run unit api api-pg asan style valgrind test bench clean fuzz fuzz-short
 
 deps:
 	@tools/deps.sh
@@ -75,6 +77,18 @@ unit: build
 api: build
 	KEEL_BIN=$(abspath $(BUILD)/keel) $(PY) -m pytest -q tests/api
 
+# The API suite again with KEEL_TEST_BACKEND=postgres: every keel under test gets
+# its own database, a copy of the migrated keel_template (tests/api/pgtest.py).
+# The cluster is stopped whatever the outcome; the stage fails with the tests.
+PG_CLUSTER := $(BUILD)/pg
+api-pg: build
+	@export KEEL_BIN=$(abspath $(BUILD)/keel); \
+	tools/pg-cluster.sh start '$(PG_CLUSTER)' || { tools/pg-cluster.sh stop '$(PG_CLUSTER)'; exit 1; }; \
+	eval "$$(tools/pg-cluster.sh env '$(PG_CLUSTER)')" && \
+	  echo "=== API suite on PostgreSQL (127.0.0.1:$$KEEL_TEST_PG_PORT)" && \
+	  $(PY) -m pytest -q tests/api; rc=$$?; \
+	tools/pg-cluster.sh stop '$(PG_CLUSTER)'; exit $$rc
+
 # Unit and API tests again on an ASan+UBSan build; any report aborts the process.
 # KEEL_TEST_SLOW=1 stretches the API tests' timeouts (tests/api/conftest.py).
 asan:
@@ -92,7 +106,7 @@ valgrind: build
 
 # Runs each stage as its own make, logs it to $(TEST_LOGS)/STAGE.log, stops at
 # the first failure and ends with a recap: each stage's result, the meson test
-# counts and the pytest summary lines (plain and under ASan).
+# counts and the pytest summary lines (SQLite, PostgreSQL and under ASan).
 test:
 	@mkdir -p '$(TEST_LOGS)'; rm -f '$(TEST_LOGS)'/*.log; \
 	declare -A result; failed=; \
@@ -116,9 +130,9 @@ test:
 	if [ -n "$$failed" ]; then verdict="FAILED at stage $$failed"; else verdict="all stages passed"; fi; \
 	echo "=== keel test recap: $$verdict (logs in $(TEST_LOGS)/)"; \
 	for stage in $(TEST_STAGES); do printf '  %-9s %s\n' "$$stage" "$${result[$$stage]}"; done; \
-	summary unit; summary api; summary asan; \
+	summary unit; summary api; summary api-pg; summary asan; \
 	passed=0; nfailed=0; \
-	for stage in unit api asan; do \
+	for stage in unit api api-pg asan; do \
 	  log='$(TEST_LOGS)'/$$stage.log; [ -f "$$log" ] || continue; \
 	  n=$$(grep -E '^Ok: ' "$$log" | awk '{s+=$$2} END {print s+0}'); passed=$$((passed + n)); \
 	  n=$$(grep -E '^Fail: ' "$$log" | awk '{s+=$$2} END {print s+0}'); nfailed=$$((nfailed + n)); \

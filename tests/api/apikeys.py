@@ -5,8 +5,8 @@
 new_org signs a fresh user in and creates an org it owns (POST /v1/orgs);
 make_key creates a key there (POST /v1/orgs/{org}/api-keys) and returns the
 201 body, whose "key" is the full key. Plans and memberships the API cannot
-set yet are set with SQL on the server's keel.db (SQLite takes turns with
-the running server).
+set yet are set with SQL on the server's database (dbdirect: keel.db, where
+SQLite takes turns with the running server, or its PostgreSQL database).
 
 Key format (docs/api-keys.md): kl_live_ | kl_test_, 28 base62 characters,
 then 6 base62 characters of CRC-32 over the first 36, so forge_key can make
@@ -16,12 +16,12 @@ well-formed keys that no org has.
 import os
 import re
 import secrets
-import sqlite3
 import time
 import zlib
 
 import requests
 
+import dbdirect
 from accounts import create_user, login, new_user_session
 
 KEY_RE = re.compile(r"^kl_(live|test)_[0-9A-Za-z]{34}$")
@@ -52,18 +52,14 @@ def plain_session():
 
 
 def db_path(server):
+    """SQLite only: the server's keel.db."""
     return os.path.join(str(server.data_dir), "keel.db")
 
 
 def sql(server, statement, *args):
-    """Runs one statement on the server's database; returns the rows."""
-    con = sqlite3.connect(db_path(server), timeout=30)
-    try:
-        rows = con.execute(statement, args).fetchall()
-        con.commit()
-        return rows
-    finally:
-        con.close()
+    """Runs one statement on the server's database (either backend: dbdirect);
+    returns the rows."""
+    return dbdirect.sql(server, statement, *args)
 
 
 def set_plan(server, org_id, plan):
@@ -106,7 +102,7 @@ def add_member(org, role):
     """A new user with role in org (set with SQL), signed in: (session, user)."""
     user = create_user(org.server)
     sql(org.server, "INSERT INTO memberships(org_id, user_id, role, created_at) VALUES(?, ?, ?, ?)",
-        org.id, user["id"], role, int(time.time() * 1e6))
+        org.id, user["id"], role, dbdirect.ts_value(int(time.time() * 1e6)))
     return login(org.server, user["email"], user["password"]), user
 
 

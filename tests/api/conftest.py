@@ -14,6 +14,15 @@ http (a requests.Session), make_tmp (a fresh directory).
 
 Set KEEL_TEST_SLOW=1 (ASan, valgrind) to stretch every timeout sixfold, or
 KEEL_TEST_SLOW=<factor> (a number above 1) for another factor.
+
+Backends: with KEEL_TEST_BACKEND=postgres (tools/pg-cluster.sh, `make api-pg`;
+conventions in pgtest.py) every keel started here gets KEEL_STORE_URL, the
+database of its data directory (dbdirect.database_for: a copy of the migrated
+template, created on first use, dropped at session end) as keel_app; `keel
+migrate` gets the owner's URL. A test that passes --store or KEEL_STORE_URL
+itself is left alone. @pytest.mark.sqlite_only("reason") skips a test that is
+about the SQLite file itself on PostgreSQL. Unset (or "sqlite"): SQLite, as
+always. The backend is in the report header and in every failure.
 """
 
 import json
@@ -28,6 +37,9 @@ from pathlib import Path
 
 import pytest
 import requests
+
+import dbdirect
+import pgtest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,15 +82,44 @@ def keel_env(overrides=None):
     return env
 
 
+def _arg_value(args, flag):
+    """The value of `flag V` or `flag=V` in args (None when absent)."""
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(flag + "="):
+            return a[len(flag) + 1:]
+    return None
+
+
+def _has_store(args, env_overrides):
+    return (_arg_value(args, "--store") is not None
+            or "KEEL_STORE_URL" in (env_overrides or {}))
+
+
+def store_env(args, env_overrides, cwd):
+    """env_overrides plus, on PostgreSQL, the KEEL_STORE_URL of the data
+    directory args name (default cwd/keel-data): the owner's for `keel migrate`,
+    keel_app's for every other command."""
+    if not pgtest.enabled() or _has_store(args, env_overrides):
+        return env_overrides
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    data_dir = _arg_value(args, "--data-dir") or "keel-data"
+    data_dir = base / data_dir  # an absolute data_dir replaces base
+    owner = bool(args) and args[0] == "migrate"
+    return {**(env_overrides or {}), "KEEL_STORE_URL": dbdirect.store_url(data_dir, owner=owner)}
+
+
 def run_keel(args, env_overrides=None, timeout=15, cwd=None):
     """Runs keel to completion (for commands that exit: version, migrate, a
     serve that must fail). Returns subprocess.CompletedProcess with text
     stdout and stderr. Pass cwd (a temporary directory) for commands that
     might create files: keel's default data dir is ./keel-data. A process that outlives timeout is killed and the
     test fails with subprocess.TimeoutExpired."""
+    args = [str(a) for a in args]
     return subprocess.run(
-        [str(bin_path()), *[str(a) for a in args]],
-        env=keel_env(env_overrides),
+        [str(bin_path()), *args],
+        env=keel_env(store_env(args, env_overrides, cwd)),
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -130,6 +171,7 @@ class KeelServer:
             args += ["--config", str(config_file)]
         args += extra
         self.args = args
+        env_overrides = store_env(args[1:], env_overrides, self.workdir)
         # Output goes to a file, never a pipe that could fill and block keel.
         self._log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -288,6 +330,53 @@ def _reap_servers():
     yield
     for srv in list(_LIVE_SERVERS):
         _stop_quietly(srv)
+    if pgtest.enabled():
+        dbdirect.drop_databases()
+
+
+# --- the backend under test -------------------------------------------------
+
+
+def _backend_label():
+    if pgtest.enabled():
+        return f"postgres ({pgtest.host()}:{pgtest.port()})"
+    return "sqlite"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only(reason): about the SQLite file itself (WAL, keel.db, the data "
+        "directory's layout, SQLite migrations); skipped on PostgreSQL")
+
+
+def pytest_report_header(config):
+    return f"keel store backend: {_backend_label()}"
+
+
+def pytest_runtest_setup(item):
+    m = item.get_closest_marker("sqlite_only")
+    if m is not None and pgtest.enabled():
+        reason = m.args[0] if m.args else m.kwargs.get("reason", "about the SQLite store")
+        pytest.skip(f"SQLite only: {reason}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failure says which backend it failed on: a "backend" section in its
+    report, and [backend] before the message of the short summary line."""
+    outcome = yield
+    rep = outcome.get_result()
+    if not rep.failed:
+        return
+    rep.sections.append(("backend", _backend_label()))
+    crash = getattr(rep.longrepr, "reprcrash", None)
+    if crash is not None and isinstance(getattr(crash, "message", None), str):
+        crash.message = f"[{pgtest.backend()}] {crash.message}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"keel store backend: {_backend_label()}")
 
 
 # --- fixtures -------------------------------------------------------------

@@ -12,6 +12,7 @@ import itertools
 import os
 import time
 
+import dbdirect
 from apikeys import call_with_key, make_key, new_org
 
 _ids = itertools.count(1)
@@ -60,6 +61,6 @@ def get(server, key, path, **kw):
 
 
 def uuid_blob(text):
-    """The events table keeps org and API key ids as 16 raw bytes (schema
-    0006): the value to compare events.org_id / events.api_key_id with."""
-    return bytes.fromhex(text.replace("-", ""))
+    """The value to compare events.org_id / events.api_key_id with: SQLite
+    keeps them as 16 raw bytes (schema 0006), PostgreSQL as uuid."""
+    return dbdirect.uuid_value(text)

@@ -6,8 +6,9 @@ The only direct database write is set_plan (an org's plan), which the tests
 need to reach plan limits; plan changes belong to billing, not to this area.
 """
 
-import sqlite3
 import uuid
+
+import dbdirect
 
 from accounts import create_user, login, unique_email
 from conftest import assert_problem
@@ -16,28 +17,19 @@ ROLES = ("owner", "admin", "member", "viewer")
 
 
 def db_path(server):
+    """SQLite only: the server's keel.db."""
     return str(server.data_dir) + "/keel.db"
 
 
 def set_plan(server, org_id, plan):
     """UPDATE orgs.plan on the test database (the server reads it per request)."""
-    con = sqlite3.connect(db_path(server), timeout=30)
-    try:
-        with con:
-            n = con.execute("UPDATE orgs SET plan = ? WHERE id = ?", (plan, org_id)).rowcount
-        assert n == 1, f"no org {org_id}"
-    finally:
-        con.close()
+    n = dbdirect.execute(server, "UPDATE orgs SET plan = ? WHERE id = ?", plan, org_id)
+    assert n == 1, f"no org {org_id}"
 
 
 def query(server, sql, args=()):
-    """A read-only query on the test database; rows as dicts."""
-    con = sqlite3.connect(f"file:{db_path(server)}?mode=ro", uri=True, timeout=30)
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute(sql, args).fetchall()]
-    finally:
-        con.close()
+    """A read-only query on the test database (either backend); rows as dicts."""
+    return dbdirect.rows(server, sql, *args)
 
 
 def audit(server, org_id, action=None):

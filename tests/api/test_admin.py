@@ -10,12 +10,12 @@ those assertions read the database file, read-only.
 """
 
 import re
-import sqlite3
 from types import SimpleNamespace
 
 import pytest
 import requests
 
+import dbdirect
 from accounts import create_user, login, new_user_session, post_login, unique_email
 from conftest import KeelServer, assert_problem, run_keel
 
@@ -44,15 +44,10 @@ def boot(keel_bin, tmp_path_factory):
 
 
 def audit_rows(srv, org_id, action):
-    """Audit rows of a chain straight from the file (read-only)."""
-    db = sqlite3.connect(f"file:{srv.data_dir / 'keel.db'}?mode=ro", uri=True, timeout=10)
-    try:
-        return [dict(zip(("seq", "actor_type", "actor_id", "resource_id", "result", "details"), r))
-                for r in db.execute(
-                    "SELECT seq, actor_type, actor_id, resource_id, result, details FROM audit_log"
-                    " WHERE org_id = ? AND action = ? ORDER BY seq", (org_id, action))]
-    finally:
-        db.close()
+    """Audit rows of a chain straight from the store (read-only)."""
+    return dbdirect.rows(srv, "SELECT seq, actor_type, actor_id, resource_id, result, details"
+                         " FROM audit_log WHERE org_id = ? AND action = ? ORDER BY seq",
+                         org_id, action)
 
 
 def url(b, path):

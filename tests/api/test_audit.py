@@ -19,6 +19,8 @@ from types import SimpleNamespace
 
 import pytest
 
+import dbdirect
+import pgtest
 from accounts import advance_clock, create_user, login, new_user_session
 from conftest import KeelServer, assert_problem, run_keel, wait_until
 
@@ -484,6 +486,39 @@ def test_admin_role_may_read(boot):
 # --- tampering, seen through the API ----------------------------------------
 
 
+def tamper_pg(srv, org_id):
+    """PostgreSQL: the app role keel serves as may not change or delete audit
+    entries (no UPDATE/DELETE privilege), the owner is stopped by the
+    append-only trigger; the superuser, with triggers off
+    (session_replication_role), rewrites entry 3 behind the store's back."""
+    import psycopg2
+
+    db_name = dbdirect.database_for(srv.data_dir)
+    app = pgtest.connect(pgtest.APP, db_name, autocommit=False)
+    try:
+        for statement in ("UPDATE audit_log SET details = details WHERE org_id = %s",
+                          "DELETE FROM audit_log WHERE org_id = %s"):
+            with app.cursor() as cur:
+                cur.execute("SELECT set_config('app.org_id', %s, true)", (org_id,))
+                with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                    cur.execute(statement, (org_id,))
+            app.rollback()
+    finally:
+        app.close()
+    # The owner may (it owns the table) but the guard trigger refuses.
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="append-only"):
+        dbdirect.execute(srv, "UPDATE audit_log SET details = '{}' WHERE org_id = ?", org_id)
+    su = pgtest.connect(pgtest.SUPER, db_name, autocommit=False)
+    try:
+        with su, su.cursor() as cur:
+            cur.execute("SET LOCAL session_replication_role = replica")
+            cur.execute("UPDATE audit_log SET details = %s WHERE org_id = %s AND seq = 3",
+                        ('{"from":"free","to":"enterprise"}', org_id))
+            assert cur.rowcount == 1
+    finally:
+        su.close()
+
+
 def test_tampering_behind_the_stores_back_is_reported(keel_bin, tmp_path_factory):
     srv = KeelServer(keel_bin, tmp_path_factory.mktemp("keel-audit-tamper"))
     email, password, slug, org_id = bootstrap(srv)
@@ -492,19 +527,22 @@ def test_tampering_behind_the_stores_back_is_reported(keel_bin, tmp_path_factory
         b = SimpleNamespace(server=srv, admin=login(srv, email, password), org_id=org_id, slug=slug)
         change_plans(b, 4)  # seq 2..5
         assert export(b)["chain"]["valid"] is True  # seq 6: audit.exported
-        db = sqlite3.connect(str(srv.data_dir / "keel.db"), timeout=10)
-        try:
-            # Through SQL with the triggers in place: refused.
-            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-                db.execute("UPDATE audit_log SET details = '{}' WHERE org_id = ?", (org_id,))
-            db.rollback()
-            # Behind the store's back: drop the trigger, rewrite entry 3.
-            db.execute("DROP TRIGGER audit_log_no_update")
-            db.execute("UPDATE audit_log SET details = '{\"from\":\"free\",\"to\":\"enterprise\"}'"
-                       " WHERE org_id = ? AND seq = 3", (org_id,))
-            db.commit()
-        finally:
-            db.close()
+        if dbdirect.enabled():
+            tamper_pg(srv, org_id)
+        else:
+            db = sqlite3.connect(str(srv.data_dir / "keel.db"), timeout=10)
+            try:
+                # Through SQL with the triggers in place: refused.
+                with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                    db.execute("UPDATE audit_log SET details = '{}' WHERE org_id = ?", (org_id,))
+                db.rollback()
+                # Behind the store's back: drop the trigger, rewrite entry 3.
+                db.execute("DROP TRIGGER audit_log_no_update")
+                db.execute("UPDATE audit_log SET details = '{\"from\":\"free\",\"to\":\"enterprise\"}'"
+                           " WHERE org_id = ? AND seq = 3", (org_id,))
+                db.commit()
+            finally:
+                db.close()
         doc = export(b)
         assert doc["chain"]["valid"] is False
         assert doc["chain"]["failed_at_seq"] == 3

@@ -8,7 +8,6 @@ are not throttled; the limit itself is tested on a fresh server.
 import hashlib
 import json
 import re
-import sqlite3
 import time
 import uuid
 from urllib.parse import parse_qs, urlparse
@@ -16,6 +15,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
+import dbdirect
 from accounts import (
     DEFAULT_PASSWORD,
     advance_clock,
@@ -50,28 +50,15 @@ def http():
 # --- helpers ----------------------------------------------------------------
 
 
-def db_path(server):
-    return str(server.data_dir / "keel.db")
-
-
 def db_read(server, sql, *args):
-    con = sqlite3.connect(f"file:{db_path(server)}?mode=ro", uri=True, timeout=10)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
+    """A read on the server's database (either backend: dbdirect)."""
+    return dbdirect.sql(server, sql, *args)
 
 
 def db_write(server, statements):
     """Runs (sql, args) pairs in one transaction on the live database (the
     server's writer takes turns through SQLite's locks)."""
-    con = sqlite3.connect(db_path(server), timeout=10)
-    try:
-        with con:
-            for sql, args in statements:
-                con.execute(sql, args)
-    finally:
-        con.close()
+    dbdirect.script(server, statements)
 
 
 def audit(server, action, resource_id=None):
@@ -150,9 +137,10 @@ def add_orgs(server, user_id, n, role="member"):
         slug = f"t-{uuid.uuid4().hex[:16]}"
         ids.append(oid)
         stmts.append(("INSERT INTO orgs(id, name, slug, created_at, updated_at)"
-                      " VALUES(?, ?, ?, ?, ?)", (oid, f"Org {i}", slug, now, now)))
+                      " VALUES(?, ?, ?, ?, ?)",
+                      (oid, f"Org {i}", slug, dbdirect.ts_value(now), dbdirect.ts_value(now))))
         stmts.append(("INSERT INTO memberships(org_id, user_id, role, created_at)"
-                      " VALUES(?, ?, ?, ?)", (oid, user_id, role, now + i)))
+                      " VALUES(?, ?, ?, ?)", (oid, user_id, role, dbdirect.ts_value(now + i))))
     db_write(server, stmts)
     return ids
 
@@ -314,7 +302,7 @@ def test_signup_with_invitation_is_verified(server, http):
         "INSERT INTO invitations(org_id, id, email, email_norm, role, token_hash, invited_by,"
         " created_at, expires_at) VALUES(?, ?, ?, ?, 'member', ?, ?, ?, ?)",
         (org_id, str(uuid.uuid4()), email, email.lower(), hashlib.sha256(token.encode()).digest(),
-         owner["id"], now, now + 7 * 86400 * 10**6))])
+         owner["id"], dbdirect.ts_value(now), dbdirect.ts_value(now + 7 * 86400 * 10**6)))])
     r = signup(http, server, unique_email("other"), invitation_token=token)
     assert_problem(r, 403, "invitation_email_mismatch")
     assert_problem(signup(http, server, email, invitation_token="nope"), 400, "invalid_token")
@@ -361,7 +349,7 @@ def comparable(resp):
 def test_wrong_password_unknown_email_suspended_look_the_same(server):
     user = create_user(server)
     suspended = create_user(server)
-    db_write(server, [("UPDATE users SET suspended = 1 WHERE id = ?", (suspended["id"],))])
+    db_write(server, [("UPDATE users SET suspended = ? WHERE id = ?", (True, suspended["id"]))])
     wrong = post_login(server, user["email"], "Wrong0nePass")
     unknown = post_login(server, unique_email("nobody"), "Wrong0nePass")
     susp = post_login(server, suspended["email"], suspended["password"])

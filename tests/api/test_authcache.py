@@ -7,15 +7,15 @@ store; the I/O-thread path of GET /v1/orgs/{org} still slides the session.
 """
 
 import re
-import sqlite3
 import time
 
 import pytest
 import requests
 
+import dbdirect
 from accounts import advance_clock, create_user, login
 from conftest import SLOW_FACTOR, KeelServer, assert_problem
-from tenancy_helpers import Team, create_org, db_path, new_owner
+from tenancy_helpers import Team, create_org, new_owner
 
 COOKIE = "__Host-keel_session"
 # The bound is one second; the rest is slack for the poll and the machine.
@@ -57,13 +57,8 @@ def get_with_cookie(session, url, cookie):
 
 def sql(server, statement, args=()):
     """One write on the live database from this (another) process."""
-    con = sqlite3.connect(db_path(server), timeout=30)
-    try:
-        with con:
-            n = con.execute(statement, args).rowcount
-        assert n == 1, (statement, args, n)
-    finally:
-        con.close()
+    n = dbdirect.execute(server, statement, *args)
+    assert n == 1, (statement, args, n)
 
 
 def poll(fn, bound_s):
@@ -197,7 +192,7 @@ def test_suspension_by_another_process_within_the_bound(server):
     org = create_org(server, s)
     url = f"{server.url}/v1/orgs/{org['id']}"
     warm(s, url, 3)
-    sql(server, "UPDATE users SET suspended = 1 WHERE id = ?", (user["id"],))
+    sql(server, "UPDATE users SET suspended = ? WHERE id = ?", (True, user["id"]))
     refused, took = poll(lambda: s.get(url).status_code == 401, CROSS_PROCESS_BOUND_S)
     assert refused, f"still served {took:.2f} s after the suspension"
     assert_problem(s.get(url), 401, "unauthorized")

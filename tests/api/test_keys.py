@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+import dbdirect
 from accounts import advance_clock, create_user, login
 from apikeys import (KEY_RE, add_member, call_with_key, checksum, create_key, db_path, forge_key,
                      make_key, new_org, plain_session, set_plan, sql)
@@ -361,12 +362,12 @@ def test_expired_key_is_401(server):
 def test_deleted_org_and_suspended_creator(server):
     org = new_org(server, plan="pro")
     by_owner = make_key(org)
-    sql(server, "UPDATE users SET suspended = 1 WHERE id = ?", org.user["id"])
+    sql(server, "UPDATE users SET suspended = ? WHERE id = ?", True, org.user["id"])
     p = assert_problem(call_with_key(server, by_owner["key"]), 401, "invalid_api_key")
     assert "suspended" in p["detail"]
     other = new_org(server)
     key = make_key(other)
-    sql(server, "UPDATE orgs SET deleted_at = 1 WHERE id = ?", other.id)
+    sql(server, "UPDATE orgs SET deleted_at = ? WHERE id = ?", dbdirect.ts_value(1), other.id)
     p = assert_problem(call_with_key(server, key["key"]), 401, "invalid_api_key")
     assert "deleted" in p["detail"]
 
@@ -405,12 +406,16 @@ def test_key_from_cli_and_another_secret(server, tmp_path):
     other = KeelServer(server.binary, tmp_path / "other")
     other.data_dir.mkdir(parents=True)
     (other.data_dir / "keel.secret").write_text("ab" * 32 + "\n")
-    src = sqlite3.connect(db_path(server), timeout=30)
-    dst = sqlite3.connect(str(other.data_dir / "keel.db"))
-    src.backup(dst)
-    src.close()
-    dst.close()
-    other.start()
+    if dbdirect.enabled():
+        # The same database, served with another secret.
+        other.start(env_overrides={"KEEL_STORE_URL": dbdirect.store_url(server.data_dir)})
+    else:
+        src = sqlite3.connect(db_path(server), timeout=30)
+        dst = sqlite3.connect(str(other.data_dir / "keel.db"))
+        src.backup(dst)
+        src.close()
+        dst.close()
+        other.start()
     try:
         assert_problem(call_with_key(other, key), 401, "invalid_api_key")
     finally:

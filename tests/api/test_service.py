@@ -2,6 +2,7 @@
 
 import re
 
+import pgtest
 from conftest import UUID_RE, wait_until
 
 HEALTHZ_200 = 'keel_http_requests_total{route="/healthz",method="GET",status="200"}'
@@ -46,7 +47,7 @@ def test_readyz(http, server):
     assert body["status"] == "ready"
     checks = body["checks"]
     assert checks["store"] == "ok"
-    assert checks["backend"] == "sqlite"
+    assert checks["backend"] == pgtest.backend()
     assert isinstance(checks["schema_version"], int) and checks["schema_version"] >= 1
 
 

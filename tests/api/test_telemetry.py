@@ -4,7 +4,7 @@
 One module-scoped server and a small known dataset, posted once: every list
 is checked against the order and filter computed here from what was sent,
 walking every page. Tampering with the stored chain is done with SQL on the
-server's keel.db (in an org of its own, so the other tests keep their data).
+server's database (dbdirect; in an org of its own, so the other tests keep their data).
 """
 
 import base64
@@ -12,6 +12,7 @@ import datetime as dt
 
 import pytest
 
+import dbdirect
 import hashchain_ref
 from apikeys import add_member, make_key, plain_session, sql
 from conftest import assert_problem
@@ -415,7 +416,8 @@ def tampered(server):
     org_blob = uuid_blob(org.id)
 
     def events_sql(statement, *args):
-        sql(server, statement, *args)
+        n = dbdirect.execute(server, statement, *args)
+        assert n == 1, (statement, n)
 
     events_sql("UPDATE events SET data = '{\"i\":33}' WHERE org_id = ? AND session_id = 'changed'"
                " AND seq = 3", org_blob)
@@ -426,8 +428,8 @@ def tampered(server):
                    " AND seq = ?", b, org_blob, a)
     events_sql("DELETE FROM events WHERE org_id = ? AND session_id = 'truncated' AND seq = 5",
                org_blob)
-    sql(server, "UPDATE sessions SET chain_head = zeroblob(32) WHERE org_id = ? AND id = 'head'",
-        org.id)
+    events_sql("UPDATE sessions SET chain_head = ? WHERE org_id = ? AND id = 'head'",
+               bytes(32), org.id)
     return org
 
 
