@@ -94,9 +94,9 @@ int store_admin_orgs_list(struct store_tx *tx, const char *q, const char *after_
   struct db_stmt *st =
       db_prepare(tx, "SELECT " ADMIN_ORG_COLS
                      " FROM orgs o"
-                     " WHERE ($1 IS NULL OR lower(o.name) LIKE lower($1) ESCAPE '\\'"
+                     " WHERE (CAST($1 AS text) IS NULL OR lower(o.name) LIKE lower($1) ESCAPE '\\'"
                      " OR lower(o.slug) LIKE lower($1) ESCAPE '\\')"
-                     " AND ($2 IS NULL OR o.id > $2)"
+                     " AND (o.id > $2 OR $2 IS NULL)"
                      " ORDER BY o.id LIMIT $3");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, p == 0 ? pattern : NULL);
@@ -163,9 +163,9 @@ int store_admin_users_list(struct store_tx *tx, const char *q, const char *after
   if (p < 0) return p;
   struct db_stmt *st = db_prepare(tx, "SELECT " ADMIN_USER_COLS
                                       " FROM users"
-                                      " WHERE ($1 IS NULL OR email_norm LIKE lower($1) ESCAPE '\\'"
+                                      " WHERE (CAST($1 AS text) IS NULL OR email_norm LIKE lower($1) ESCAPE '\\'"
                                       " OR lower(name) LIKE lower($1) ESCAPE '\\')"
-                                      " AND ($2 IS NULL OR id > $2)"
+                                      " AND (id > $2 OR $2 IS NULL)"
                                       " ORDER BY id LIMIT $3");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, p == 0 ? pattern : NULL);
@@ -197,7 +197,7 @@ int store_admin_user_set_suspended(struct store_tx *tx, const char *user_id, boo
   struct db_stmt *st =
       db_prepare(tx,
                  "UPDATE users SET suspended = $2,"
-                 " session_version = session_version + CASE WHEN $2 = 1 THEN 1 ELSE 0 END,"
+                 " session_version = session_version + CASE WHEN $2 THEN 1 ELSE 0 END,"
                  " updated_at = @ts($3) WHERE id = $1");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, user_id);

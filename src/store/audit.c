@@ -95,21 +95,23 @@ static const char list_desc_sql[] =
     "SELECT seq, id, @us(at), actor_type, actor_id, action, resource_type, resource_id, ip,"
     " user_agent, result, details, prev_hash, hash FROM audit_log"
     " WHERE org_id = $1"
-    " AND ($2 IS NULL OR action = $2 OR (substr($2, -1) = '.' AND substr(action, 1, length($2)) = "
-    "$2))"
-    " AND ($3 IS NULL OR actor_id = $3)"
-    " AND ($4 = 0 OR at >= @ts($4)) AND ($5 = 0 OR at < @ts($5))"
-    " AND ($6 = 0 OR seq < $6)"
+    " AND (CAST($2 AS text) IS NULL OR action = $2"
+    " OR (substr($2, length($2)) = '.' AND substr(action, 1, length($2)) = $2))"
+    " AND (CAST($3 AS text) IS NULL OR actor_id = $3)"
+    " AND (CAST($4 AS bigint) = 0 OR at >= @ts($4))"
+    " AND (CAST($5 AS bigint) = 0 OR at < @ts($5))"
+    " AND (CAST($6 AS bigint) = 0 OR seq < $6)"
     " ORDER BY seq DESC LIMIT $7";
 static const char list_asc_sql[] =
     "SELECT seq, id, @us(at), actor_type, actor_id, action, resource_type, resource_id, ip,"
     " user_agent, result, details, prev_hash, hash FROM audit_log"
     " WHERE org_id = $1"
-    " AND ($2 IS NULL OR action = $2 OR (substr($2, -1) = '.' AND substr(action, 1, length($2)) = "
-    "$2))"
-    " AND ($3 IS NULL OR actor_id = $3)"
-    " AND ($4 = 0 OR at >= @ts($4)) AND ($5 = 0 OR at < @ts($5))"
-    " AND ($6 = 0 OR seq > $6)"
+    " AND (CAST($2 AS text) IS NULL OR action = $2"
+    " OR (substr($2, length($2)) = '.' AND substr(action, 1, length($2)) = $2))"
+    " AND (CAST($3 AS text) IS NULL OR actor_id = $3)"
+    " AND (CAST($4 AS bigint) = 0 OR at >= @ts($4))"
+    " AND (CAST($5 AS bigint) = 0 OR at < @ts($5))"
+    " AND (CAST($6 AS bigint) = 0 OR seq > $6)"
     " ORDER BY seq ASC LIMIT $7";
 
 int store_audit_list(struct store_tx *tx, const struct org_scope *scope,

@@ -301,11 +301,20 @@ static int sess_write(struct store_tx *tx, const struct org_scope *scope, struct
   return rc < 0 ? rc : 0;
 }
 
+/* ON CONFLICT without a target (valid on both backends): the dedup key is
+ * the primary key, (org_id, id) on SQLite but (org_id, id, ts) on
+ * PostgreSQL, where events is partitioned by month of ts and a partitioned
+ * table's keys must hold the partition column. There an event is a
+ * duplicate when its id AND its timestamp match a stored one; a retried
+ * event carries both, so retries are still absorbed, but the same id sent
+ * again with another timestamp is stored as a new event. Without a target
+ * a clash on events_session_seq (SQLite's only other unique index, which
+ * the single writer never hits) is absorbed the same way. */
 static const char event_insert_sql[] =
     "INSERT INTO events(org_id, id, session_id, agent_id, type, ts, received_at, severity, data,"
     " metadata, tags, api_key_id, cost_nano, cost_flags, seq, hash)"
     " VALUES($1, $2, $3, $4, $5, @ts($6), @ts($7), $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-    " ON CONFLICT (org_id, id) DO NOTHING";
+    " ON CONFLICT DO NOTHING";
 
 /* Inserts the event; *inserted false when its id was already stored. */
 static int event_insert(struct store_tx *tx, const struct org_scope *scope,

@@ -16,7 +16,7 @@
 #include "store/outbox.h"
 
 #define INV_COLS                                                               \
-  "i.id, i.org_id, i.email, i.email_norm, i.role, coalesce(i.invited_by, '')," \
+  "i.id, i.org_id, i.email, i.email_norm, i.role, coalesce(CAST(i.invited_by AS text), '')," \
   " @us(i.created_at), @us(i.expires_at), coalesce(@us(i.accepted_at), 0),"    \
   " coalesce(@us(i.revoked_at), 0)"
 
@@ -160,7 +160,7 @@ int store_invitation_accept(struct store_tx *tx, const struct org_scope *scope, 
  * (domain/invitations.c). $2 is now; filters that do not need it still
  * mention it so every statement has the same parameters. */
 #define INV_LIST_HEAD \
-  "SELECT " INV_COLS " FROM invitations i WHERE i.org_id = $1 AND i.id < $3 AND "
+  "SELECT " INV_COLS " FROM invitations i WHERE i.org_id = $1 AND CAST(i.id AS text) < $3 AND "
 #define INV_LIST_TAIL " ORDER BY i.id DESC LIMIT $4"
 
 static const char *const list_sql[] = {

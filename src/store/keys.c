@@ -107,7 +107,7 @@ int store_apikey_list(struct store_tx *tx, const struct org_scope *scope, const 
   if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT " KEY_COLS
                                       " FROM api_keys k WHERE k.org_id = $1"
-                                      " AND ($2 IS NULL OR k.id < $2)"
+                                      " AND (k.id < $2 OR $2 IS NULL)"
                                       " AND ($3 = 1 OR k.revoked_at IS NULL)"
                                       " ORDER BY k.id DESC LIMIT $4");
   if (!st) return KEEL_ESTORE;
@@ -187,7 +187,7 @@ int store_apikey_by_hash(struct store_tx *tx, const uint8_t hash[APIKEY_HASH_LEN
   struct db_stmt *st =
       db_prepare(tx, "SELECT " KEY_COLS
                      ", o.slug, o.name, o.plan, o.billing_status, o.settings, @us(o.created_at),"
-                     " @us(o.updated_at), o.deleted_at IS NOT NULL, COALESCE(u.suspended, 0)"
+                     " @us(o.updated_at), o.deleted_at IS NOT NULL, COALESCE(u.suspended, FALSE)"
                      " FROM api_keys k JOIN orgs o ON o.id = k.org_id"
                      " LEFT JOIN users u ON u.id = k.created_by"
                      " WHERE k.key_hash = $1");
@@ -215,7 +215,8 @@ int store_apikey_by_hash(struct store_tx *tx, const uint8_t hash[APIKEY_HASH_LEN
 int store_apikey_org_resolve(struct store_tx *tx, const char *ref, struct org_scope *out) {
   if (db_as_system(tx) != 0) return KEEL_ESTORE;
   struct db_stmt *st =
-      db_prepare(tx, "SELECT id FROM orgs WHERE (id = $1 OR slug = $1) AND deleted_at IS NULL");
+      db_prepare(tx, "SELECT id FROM orgs WHERE (CAST(id AS text) = $1 OR slug = $1)"
+                     " AND deleted_at IS NULL");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, ref);
   int rc = db_step(st);

@@ -35,7 +35,8 @@ int store_org_for_member(struct store_tx *tx, const char *user_id, const char *r
   struct db_stmt *st = db_prepare(tx, "SELECT " ORG_COLS
                                       ", m.role FROM orgs o"
                                       " JOIN memberships m ON m.org_id = o.id AND m.user_id = $1"
-                                      " WHERE (o.id = $2 OR o.slug = $2) AND o.deleted_at IS NULL");
+                                      " WHERE (CAST(o.id AS text) = $2 OR o.slug = $2)"
+                                      " AND o.deleted_at IS NULL");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, user_id);
   db_bind_text(st, 2, ref);
@@ -128,7 +129,7 @@ int store_org_list_for_user(struct store_tx *tx, const char *user_id, const char
   if (db_as_user(tx, user_id) != 0) return KEEL_ESTORE;
   struct db_stmt *st = db_prepare(tx, "SELECT " ORG_COLS
                                       ", m.role FROM memberships m JOIN orgs o ON o.id = m.org_id"
-                                      " WHERE m.user_id = $1 AND o.id > $2"
+                                      " WHERE m.user_id = $1 AND CAST(o.id AS text) > $2"
                                       " AND o.deleted_at IS NULL ORDER BY o.id LIMIT $3");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, user_id);
@@ -299,7 +300,7 @@ int store_member_list(struct store_tx *tx, const struct org_scope *scope, int64_
   struct db_stmt *st =
       db_prepare(tx, "SELECT " MEMBER_COLS
                      " FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1"
-                     " AND (m.created_at > @ts($2) OR (m.created_at = @ts($2) AND m.user_id > $3))"
+                     " AND (m.created_at > @ts($2) OR (m.created_at = @ts($2) AND CAST(m.user_id AS text) > $3))"
                      " ORDER BY m.created_at, m.user_id LIMIT $4");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, scope->org_id);

@@ -25,10 +25,12 @@
 #include "core/errors.h"
 #include "store/db.h"
 
-/* Bounds that stand for "none": every stored time lies well inside them
- * (years 0001..9999). */
-#define TIME_MIN INT64_MIN
-#define TIME_MAX INT64_MAX
+/* Bounds that stand for "none": every stored time lies inside them (years
+ * 0001..9999: 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z in µs). Not
+ * INT64_MIN/MAX: PostgreSQL turns them into timestamptz (@ts), whose range
+ * they overflow. */
+#define TIME_MIN INT64_C(-62135596800000000)
+#define TIME_MAX INT64_C(253402300800000000)
 
 /* --- positions ------------------------------------------------------------ */
 
@@ -59,8 +61,10 @@ static void key_set(struct telemetry_key *k, int64_t us, struct db_stmt *st, int
  * agent, session (NULL: any). Columns: time, id, match.
  */
 #define EVENT_MATCH                                                       \
-  "CASE WHEN ($6 IS NULL OR severity = $6) AND ($7 IS NULL OR type = $7)" \
-  " AND ($8 IS NULL OR agent_id = $8) AND ($9 IS NULL OR session_id = $9) THEN 1 ELSE 0 END"
+  "CASE WHEN (CAST($6 AS text) IS NULL OR severity = $6)"                   \
+  " AND (CAST($7 AS text) IS NULL OR type = $7)" \
+  " AND (CAST($8 AS text) IS NULL OR agent_id = $8)"                       \
+  " AND (CAST($9 AS text) IS NULL OR session_id = $9) THEN 1 ELSE 0 END"
 
 static const char events_walk_all_sql[] =
     "SELECT @us(ts), id, " EVENT_MATCH
@@ -295,8 +299,8 @@ static const char session_get_sql[] =
  * $6 agent, $7 status (NULL: any). The tag is tested here, on the row. */
 static const char sessions_walk_sql[] =
     "SELECT " SESSION_COLUMNS
-    ", CASE WHEN ($6 IS NULL OR agent_id = $6)"
-    " AND ($7 IS NULL OR status = $7) THEN 1 ELSE 0 END FROM sessions"
+    ", CASE WHEN (CAST($6 AS text) IS NULL OR agent_id = $6)"
+    " AND (CAST($7 AS text) IS NULL OR status = $7) THEN 1 ELSE 0 END FROM sessions"
     " WHERE org_id = $1 AND started_at >= @ts($2) AND (started_at, id) < (@ts($3), $4)"
     " ORDER BY started_at DESC, id DESC LIMIT $5";
 

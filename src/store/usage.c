@@ -115,14 +115,14 @@ static const char upsert_sql[] =
     " input_tokens, output_tokens, reasoning_tokens, cache_read_tokens, cache_write_tokens,"
     " cost_nano, stored_bytes) VALUES($1, @ts($2), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
     " $13, $14) ON CONFLICT (org_id, hour, api_key_id, agent_id, model) DO UPDATE SET"
-    " events = events + excluded.events, llm_calls = llm_calls + excluded.llm_calls,"
-    " input_tokens = input_tokens + excluded.input_tokens,"
-    " output_tokens = output_tokens + excluded.output_tokens,"
-    " reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,"
-    " cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,"
-    " cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,"
-    " cost_nano = cost_nano + excluded.cost_nano,"
-    " stored_bytes = stored_bytes + excluded.stored_bytes";
+    " events = usage_hourly.events + excluded.events, llm_calls = usage_hourly.llm_calls + excluded.llm_calls,"
+    " input_tokens = usage_hourly.input_tokens + excluded.input_tokens,"
+    " output_tokens = usage_hourly.output_tokens + excluded.output_tokens,"
+    " reasoning_tokens = usage_hourly.reasoning_tokens + excluded.reasoning_tokens,"
+    " cache_read_tokens = usage_hourly.cache_read_tokens + excluded.cache_read_tokens,"
+    " cache_write_tokens = usage_hourly.cache_write_tokens + excluded.cache_write_tokens,"
+    " cost_nano = usage_hourly.cost_nano + excluded.cost_nano,"
+    " stored_bytes = usage_hourly.stored_bytes + excluded.stored_bytes";
 
 int usage_acc_flush(struct store_tx *tx, const struct org_scope *scope, struct usage_acc *a) {
   if (!a || a->n == 0) return 0;
@@ -246,7 +246,7 @@ int store_usage_recount(struct store_tx *tx, const struct org_scope *scope, int6
   /* The events table keeps org_id as 16 raw bytes (0006). received_at has
    * no index: this walks the org's primary-key range, once per day asked. */
   struct db_stmt *st = db_prepare(tx,
-                                  "SELECT count(*), coalesce(sum(type = 'llm_call'), 0),"
+                                  "SELECT count(*), coalesce(sum(CASE WHEN type = 'llm_call' THEN 1 ELSE 0 END), 0),"
                                   " coalesce(sum(cost_nano), 0) FROM events"
                                   " WHERE org_id = $1 AND received_at >= @ts($2)"
                                   " AND received_at < @ts($3)");
@@ -317,7 +317,7 @@ int store_usage_owner_emails(struct store_tx *tx, const struct org_scope *scope,
   struct db_stmt *st = db_prepare(tx,
                                   "SELECT u.email FROM memberships m JOIN users u"
                                   " ON u.id = m.user_id WHERE m.org_id = $1"
-                                  " AND m.role = 'owner' AND u.suspended = 0 ORDER BY u.email");
+                                  " AND m.role = 'owner' AND NOT u.suspended ORDER BY u.email");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, scope->org_id);
   int rc;

@@ -57,7 +57,7 @@ int store_user_insert(struct store_tx *tx, const struct user *u, const char *ema
       tx,
       "INSERT INTO users(id, email, email_norm, name, password_hash, verified, platform_admin,"
       " suspended, session_version, created_at, updated_at)"
-      " VALUES($1, $2, $3, $4, $5, $6, $7, 0, 1, @ts($8), @ts($8))");
+      " VALUES($1, $2, $3, $4, $5, $6, $7, FALSE, 1, @ts($8), @ts($8))");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, u->id);
   db_bind_text(st, 2, u->email);
@@ -86,7 +86,7 @@ static int update_one(struct store_tx *tx, struct db_stmt *st) {
 
 int store_user_set_verified(struct store_tx *tx, const char *user_id) {
   struct db_stmt *st =
-      db_prepare(tx, "UPDATE users SET verified = 1, updated_at = @ts($1) WHERE id = $2");
+      db_prepare(tx, "UPDATE users SET verified = TRUE, updated_at = @ts($1) WHERE id = $2");
   if (!st) return KEEL_ESTORE;
   db_bind_i64(st, 1, time_now_us());
   db_bind_text(st, 2, user_id);
