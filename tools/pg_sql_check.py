@@ -32,6 +32,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A statement that opens with a comment (e.g. "/* SQLite only */ INSERT …") is
+# one backend's variant, chosen in C by db_backend(): not checked here.
 SQL_START = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", re.I)
 # Files under src/store/ whose literals are not statements of the dialect.
 SKIP = {"backend.c", "db_util.c"}

@@ -301,26 +301,41 @@ static int sess_write(struct store_tx *tx, const struct org_scope *scope, struct
   return rc < 0 ? rc : 0;
 }
 
-/* ON CONFLICT without a target (valid on both backends): the dedup key is
- * the primary key, (org_id, id) on SQLite but (org_id, id, ts) on
- * PostgreSQL, where events is partitioned by month of ts and a partitioned
- * table's keys must hold the partition column. There an event is a
- * duplicate when its id AND its timestamp match a stored one; a retried
- * event carries both, so retries are still absorbed, but the same id sent
- * again with another timestamp is stored as a new event. Without a target
- * a clash on events_session_seq (SQLite's only other unique index, which
- * the single writer never hits) is absorbed the same way. */
+/* The dedup key is (org_id, id): an event whose id the org already stored
+ * is a duplicate, whatever else it carries.
+ *  - SQLite: the primary key, and ON CONFLICT on it.
+ *  - PostgreSQL: events is partitioned by month of ts, and a partitioned
+ *    table's unique keys must hold the partition column, so its key is
+ *    (org_id, id, ts) and cannot catch an id sent again with another
+ *    timestamp (an event without one gets the time it was received). The
+ *    insert therefore first looks the id up in every partition (one probe
+ *    of each partition's primary key on its (org_id, id) prefix). Appends
+ *    are serialised by the single writer, so nothing can come between the
+ *    probe and the insert. Parameters in a SELECT list have no column to
+ *    take their type from: each is cast. */
 static const char event_insert_sql[] =
-    "INSERT INTO events(org_id, id, session_id, agent_id, type, ts, received_at, severity, data,"
+    "/* SQLite only */ INSERT INTO events(org_id, id, session_id, agent_id, type, ts, received_at, severity, data,"
     " metadata, tags, api_key_id, cost_nano, cost_flags, seq, hash)"
     " VALUES($1, $2, $3, $4, $5, @ts($6), @ts($7), $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    " ON CONFLICT (org_id, id) DO NOTHING";
+
+static const char event_insert_pg_sql[] =
+    "INSERT INTO events(org_id, id, session_id, agent_id, type, ts, received_at, severity, data,"
+    " metadata, tags, api_key_id, cost_nano, cost_flags, seq, hash)"
+    " SELECT CAST($1 AS uuid), CAST($2 AS text), CAST($3 AS text), CAST($4 AS text),"
+    " CAST($5 AS text), @ts($6), @ts($7), CAST($8 AS text), CAST($9 AS text), CAST($10 AS text),"
+    " CAST($11 AS text), CAST($12 AS uuid), CAST($13 AS bigint), CAST($14 AS bigint),"
+    " CAST($15 AS bigint), CAST($16 AS bytea)"
+    " WHERE NOT EXISTS (SELECT 1 FROM events WHERE org_id = CAST($1 AS uuid)"
+    " AND id = CAST($2 AS text))"
     " ON CONFLICT DO NOTHING";
 
 /* Inserts the event; *inserted false when its id was already stored. */
 static int event_insert(struct store_tx *tx, const struct org_scope *scope,
                         const struct ingest_event *e, const char *api_key_id, int64_t seq,
                         const uint8_t hash[EVENT_HASH_LEN], bool *inserted) {
-  struct db_stmt *st = db_prepare(tx, event_insert_sql);
+  bool pg = strcmp(db_backend(tx), "postgres") == 0;
+  struct db_stmt *st = db_prepare(tx, pg ? event_insert_pg_sql : event_insert_sql);
   if (!st) return KEEL_ESTORE;
   /* The event's strings live in the batch, longer than the statement's
    * use: bound without copies. */
