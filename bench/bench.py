@@ -14,8 +14,13 @@ over a million events) have a runner of their own: each runs once, after the
 A/B rounds, checks what keel stored, and prints its figures against the
 targets of the issue that asked for it.
 
-Standard library only. Both servers run on loopback ports chosen at start-up,
-from a temporary directory that is removed at the end; child processes are
+The pg_* scenarios do the same against a second keel on PostgreSQL (a
+throwaway, durable cluster the harness starts under bench/out/pg; psycopg2
+reads it), and measure PostgreSQL's own COPY of the same rows (pg_copy).
+
+Standard library only (psycopg2 for the pg_* scenarios, imported when they
+run). Both servers run on loopback ports chosen at start-up, from a temporary
+directory that is removed at the end; child processes are
 stopped on exit, on Ctrl-C and on SIGTERM.
 
 Adding a scenario: append a Scenario to SCENARIOS (see bench/README.md).
@@ -288,6 +293,49 @@ SCENARIOS: List[Scenario] = [
         keel_set=["plans.file=%s" % BENCH_PLANS],
         runner=lambda ctx: run_query(ctx, "/v1/events"),
     ),
+    # PostgreSQL (issue 8; bench/README.md "PostgreSQL"): a second keel with
+    # --store postgres://keel_app@... on a throwaway, durable cluster the
+    # harness starts; the same ingest and query scenarios, and PostgreSQL's
+    # own COPY of the same rows for the ratio (pg_ingest_batch >= 0.5x pg_copy).
+    Scenario(
+        name="pg_ingest_single",
+        description="ingest_single against keel on PostgreSQL (fsync, synchronous_commit on); "
+                    "stored rows = acknowledged",
+        request=None,
+        reference=None,
+        runner=lambda ctx: run_pg(ctx, lambda sub: run_pg_ingest(sub, INGEST_SINGLE)),
+    ),
+    Scenario(
+        name="pg_ingest_batch",
+        description="ingest_batch against keel on PostgreSQL; stored rows = acknowledged "
+                    "(target: >= 0.5x pg_copy)",
+        request=None,
+        reference=None,
+        runner=lambda ctx: run_pg(ctx, lambda sub: run_pg_ingest(sub, INGEST_BATCH)),
+    ),
+    Scenario(
+        name="pg_copy",
+        description="PostgreSQL's own rate: COPY events FROM STDIN of the same rows into the "
+                    "same table (a database migrated alike), 10 000 rows per COPY + commit",
+        request=None,
+        reference=None,
+        runner=lambda ctx: run_pg(ctx, run_pg_copy),
+    ),
+    Scenario(
+        name="pg_query_sessions",
+        description="query_sessions against keel on PostgreSQL: GET /v1/sessions with >= "
+                    "--query-events stored through the batch route (target: p95 <= 20 ms)",
+        request=None,
+        reference=None,
+        runner=lambda ctx: run_pg(ctx, lambda sub: run_pg_query(sub, "/v1/sessions")),
+    ),
+    Scenario(
+        name="pg_query_events",
+        description="query_events against keel on PostgreSQL, same data (target: p95 <= 20 ms)",
+        request=None,
+        reference=None,
+        runner=lambda ctx: run_pg(ctx, lambda sub: run_pg_query(sub, "/v1/events")),
+    ),
     # Analytics (bench/README.md "Analytics"): a second keel on a data
     # directory loaded once by bench_analytics_load (--analytics-events over
     # 20 orgs, half in the largest) and kept under bench/out/analytics-data.
@@ -324,6 +372,10 @@ class Context:
         self.state: Dict[str, object] = {}
         # Results of the runner scenarios so far, by name (for ratios).
         self.results: Dict[str, "CustomResult"] = {}
+        # A keel on PostgreSQL (the pg_* scenarios): its --store URL and the
+        # cluster (PgCluster) the harness reads its rows from; None on SQLite.
+        self.store_url: Optional[str] = None
+        self.pg: Optional["PgCluster"] = None
 
     @property
     def db_path(self) -> Path:
@@ -332,6 +384,8 @@ class Context:
     def keel_cli(self, *args) -> str:
         """Runs a keel CLI command on keel's data directory; returns stdout."""
         argv = [self.keel_bin, *args, "--data-dir", str(self.data_dir)]
+        if self.store_url:
+            argv += ["--store", self.store_url]
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
             raise HarnessError("%s failed (%d): %s" % (" ".join(argv[:3]), proc.returncode,
@@ -841,14 +895,38 @@ def thread_cpu(pid: Optional[int]) -> Dict[str, float]:
     return out
 
 
+def process_tree_cpu(root: Optional[int]) -> Dict[int, float]:
+    """CPU seconds (user + system) of root and its direct children, by pid
+    (the postmaster and its backends)."""
+    out: Dict[int, float] = {}
+    if not root:
+        return out
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        pid, ppid = int(entry), int(fields[1])
+        if pid == root or ppid == root:
+            out[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 class CpuMeter:
     """Cores used during a run by keel's threads (by name) and by wrk (the
     harness's children), so a reader sees who had the machine's CPUs."""
 
-    def __init__(self, pid: Optional[int]):
+    def __init__(self, pid: Optional[int], postmaster: Optional[int] = None):
         self.pid = pid
+        self.postmaster = postmaster  # PostgreSQL's processes count too (pg_* scenarios)
         self.t0 = time.monotonic()
         self.threads0 = thread_cpu(pid)
+        self.pg0 = process_tree_cpu(postmaster)
         r = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.children0 = r.ru_utime + r.ru_stime
 
@@ -858,6 +936,11 @@ class CpuMeter:
         out = {name: round((now.get(name, 0.0) - self.threads0.get(name, 0.0)) / elapsed, 2)
                for name in sorted(now)}
         out = {k: v for k, v in out.items() if v >= 0.01}
+        if self.postmaster:
+            now_pg = process_tree_cpu(self.postmaster)
+            # Backends that exited during the run are not counted (keel's pool stays).
+            used = sum(v - self.pg0.get(pid, 0.0) for pid, v in now_pg.items())
+            out["postgres"] = round(used / elapsed, 2)
         r = resource.getrusage(resource.RUSAGE_CHILDREN)
         out["wrk (client)"] = round((r.ru_utime + r.ru_stime - self.children0) / elapsed, 2)
         return out
@@ -929,11 +1012,15 @@ def ensure_ingest_org(ctx: Context) -> dict:
                        "ingest,read", "--set", plans).splitlines()
     key = out[0].strip()
     key_id = next((line.split(":", 1)[1].strip() for line in out if line.startswith("id:")), "")
-    con = db_connect(ctx)
-    try:
-        org_id = con.execute("SELECT id FROM orgs WHERE slug = ?", (INGEST_ORG,)).fetchone()[0]
-    finally:
-        con.close()
+    if ctx.pg:
+        org_id = pg_org_id(ctx, INGEST_ORG)
+    else:
+        con = db_connect(ctx)
+        try:
+            org_id = con.execute("SELECT id FROM orgs WHERE slug = ?",
+                                 (INGEST_ORG,)).fetchone()[0]
+        finally:
+            con.close()
     org = {"slug": INGEST_ORG, "id": org_id, "key": key, "key_id": key_id}
     ctx.state["ingest_org"] = org
     return org
@@ -975,9 +1062,10 @@ def run_ingest(ctx: Context, kind: IngestKind) -> CustomResult:
 
     print("\n%s: wrk -t%d -c%d -d%ds, %d event(s) per request, ids %s-*"
           % (kind.name, args.threads, args.connections, args.ingest_duration, kind.per_request, tag))
+    pg_stats0 = pg_activity(ctx) if ctx.pg else None
     sampler = RssSampler(ctx.keel_pid)
     sampler.start()
-    cpu = CpuMeter(ctx.keel_pid)
+    cpu = CpuMeter(ctx.keel_pid, ctx.pg.postmaster_pid() if ctx.pg else None)
     try:
         result = run_wrk(args, ctx.keel_port, Request(kind.path), script, args.ingest_duration)
     finally:
@@ -991,14 +1079,11 @@ def run_ingest(ctx: Context, kind: IngestKind) -> CustomResult:
         res.problems.append("%s: answer %s" % (kind.name, e))
 
     # What keel stored against what it acknowledged.
-    con = db_connect(ctx)
-    try:
-        oparam = org_param(con, org["id"])
-        stored = count_prefix(con, oparam, tag + "-") - count_prefix(con, oparam, tag + "-probe-")
-        pending = [str(p) for p in lua.get("pending", [])]
-        stored_pending = sum(count_prefix(con, oparam, rid + "-") for rid in pending)
-    finally:
-        con.close()
+    pending = [str(p) for p in lua.get("pending", [])]
+    counts = count_prefixes(ctx, org["id"], [tag + "-", tag + "-probe-"]
+                            + [rid + "-" for rid in pending])
+    stored = counts[0] - counts[1]
+    stored_pending = sum(counts[2:])
     acked = int(lua.get("accepted", 0))
     seconds = lua.get("duration_us", 0) / 1e6 or args.ingest_duration
     line = ("rows stored by the run %d = acknowledged (202, accepted) %d + %d rows of the %d "
@@ -1039,17 +1124,49 @@ def run_ingest(ctx: Context, kind: IngestKind) -> CustomResult:
                             TARGET_RSS_MIB, at_least=False,
                             note="VmHWM (peak since keel started) %s MiB"
                             % (fmt_num(mem["hwm_mib"]) if mem["hwm_mib"] else "-")))
+    if ctx.pg:
+        res.figures["postgres"] = ctx.pg.describe()
+        work = pg_activity_delta(pg_stats0, pg_activity(ctx), stored + counts[1])
+        res.figures["postgres"]["activity"] = work
+        res.notes.append("PostgreSQL during the run, per event stored: " + work["note"])
     if kind.per_request > 1:
         size = database_size(ctx)
         res.figures["database"] = size
+        # The 1 KiB target is the SQLite file's; on PostgreSQL the size is for scale.
         res.checks.append(Check("database per event", size.get("bytes_per_event"), "bytes",
-                                TARGET_BYTES_PER_EVENT, at_least=False, note=size.get("note", "")))
+                                None if ctx.pg else TARGET_BYTES_PER_EVENT, at_least=False,
+                                note=size.get("note", "")))
     return res
+
+
+def count_prefixes(ctx: Context, org_id: str, prefixes: List[str]) -> List[int]:
+    """For each prefix, the org's events whose id starts with it."""
+    if ctx.pg:
+        return pg_count_prefixes(ctx, org_id, prefixes)
+    con = db_connect(ctx)
+    try:
+        oparam = org_param(con, org_id)
+        return [count_prefix(con, oparam, prefix) for prefix in prefixes]
+    finally:
+        con.close()
+
+
+def count_org_events(ctx: Context, org_id: str) -> int:
+    if ctx.pg:
+        return pg_count_org(ctx, org_id)
+    con = db_connect(ctx)
+    try:
+        return con.execute("SELECT count(*) FROM events WHERE org_id = ?",
+                           (org_param(con, org_id),)).fetchone()[0]
+    finally:
+        con.close()
 
 
 def database_size(ctx: Context) -> dict:
     """keel.db + WAL after a checkpoint (TRUNCATE), over every event stored;
     and the events table and its indexes alone (dbstat), per event."""
+    if ctx.pg:
+        return pg_database_size(ctx)
     con = db_connect(ctx)
     try:
         busy = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
@@ -1118,16 +1235,11 @@ def ensure_events(ctx: Context, org: dict, target: int) -> dict:
     """Loads the ingest org up to target events through the batch route (wrk
     with the ingest_batch script, stopped with SIGINT once keel has accepted
     enough): the rows are real, chain and session rows included."""
-    con = db_connect(ctx)
-    try:
-        oparam = org_param(con, org["id"])
-        have = con.execute("SELECT count(*) FROM events WHERE org_id = ?", (oparam,)).fetchone()[0]
-    finally:
-        con.close()
+    have = count_org_events(ctx, org["id"])
     loaded, t0 = 0, time.monotonic()
     if have < target:
-        print("\nquery: loading %d events through the batch route (%d stored)" % (target - have,
-                                                                                  have))
+        print("\n%squery: loading %d events through the batch route (%d stored)" % (
+            "pg_" if ctx.pg else "", target - have, have))
     while have < target:
         tag = run_tag("l")
         script = ingest_script(INGEST_BATCH, tag, org["key"], ctx.tmp / "load.lua")
@@ -1149,12 +1261,7 @@ def ensure_events(ctx: Context, org: dict, target: int) -> dict:
                 proc.kill()
                 proc.wait()
         wait_ingest_idle(ctx)
-        con = db_connect(ctx)
-        try:
-            now_have = con.execute("SELECT count(*) FROM events WHERE org_id = ?",
-                                   (oparam,)).fetchone()[0]
-        finally:
-            con.close()
+        now_have = count_org_events(ctx, org["id"])
         if now_have <= have:
             raise HarnessError("loading events for the query scenarios stored nothing")
         loaded += now_have - have
@@ -1176,7 +1283,10 @@ def run_query(ctx: Context, path: str) -> CustomResult:
         raise HarnessError("GET %s answered %d: %s" % (path, status, body[:300]))
     load = ctx.state.get("query_load")
     if not load:
-        load = ensure_events(ctx, org, ctx.args.query_events)
+        size = ctx.args.query_events
+        if ctx.pg and ctx.args.pg_query_events:
+            size = ctx.args.pg_query_events
+        load = ensure_events(ctx, org, size)
         ctx.state["query_load"] = load
         if load["loaded"]:
             print("query: %d events stored (%d loaded in %.0fs)" % (load["events"], load["loaded"],
@@ -1185,7 +1295,8 @@ def run_query(ctx: Context, path: str) -> CustomResult:
         size = database_size(ctx)
         res.figures["database"] = size
         res.checks.append(Check("database per event", size.get("bytes_per_event"), "bytes",
-                                TARGET_BYTES_PER_EVENT, at_least=False, note=size.get("note", "")))
+                                None if ctx.pg else TARGET_BYTES_PER_EVENT, at_least=False,
+                                note=size.get("note", "")))
     status, _, body = http_call(ctx.keel_port, Request(path, headers=headers))
     items = answer_items(body)
     script = query_script(path, org["key"], ctx.tmp / ("query%s.lua" % path.replace("/", "-")))
@@ -1364,6 +1475,560 @@ def run_analytics(ctx: Context, route: AnalyticsRoute) -> CustomResult:
     return res
 
 
+# --- PostgreSQL (issue 8) ---------------------------------------------------------
+#
+# The pg_* scenarios run the ingestion and query scenarios against a second
+# keel whose store is a throwaway PostgreSQL 15 cluster the harness starts
+# (durable like the SQLite runs: fsync and synchronous_commit on), and measure
+# PostgreSQL's own COPY rate for the same rows into the same events table, for
+# the ratio. The harness reads PostgreSQL with psycopg2 (python3-psycopg2).
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_ROOT = ROOT / "bench" / "out" / "pg"  # one directory per run, removed at the end
+PG_SUPER, PG_OWNER, PG_APP = "postgres", "keel_owner", "keel_app"
+PG_DB = "keel_bench"  # keel's database
+PG_COPY_DB = "keel_copy"  # pg_copy's: the same migrations, a fresh events table
+# postgresql.auto.conf of the bench cluster; --pg-set NAME=VALUE adds or
+# overrides. Durability stays PostgreSQL's default (a 202 means the commit
+# is flushed, as SQLite's synchronous=FULL): fsync, synchronous_commit and
+# full_page_writes on. The rest are the defaults too, written down so that
+# the JSON says what ran.
+PG_SETTINGS = {
+    "fsync": "on",
+    "synchronous_commit": "on",
+    "full_page_writes": "on",
+    "wal_level": "replica",
+    "shared_buffers": "128MB",
+    "max_wal_size": "1GB",
+    "checkpoint_timeout": "5min",
+    "max_connections": "100",
+}
+TARGET_PG_COPY_RATIO = 0.5
+PG_COPY_CHUNK = 10000
+
+
+def pg_driver():
+    try:
+        import psycopg2  # noqa: F401 (Debian's python3-psycopg2, for /usr/bin/python3)
+    except ImportError:
+        raise HarnessError("the pg_* scenarios need psycopg2 (apt-get install python3-psycopg2; "
+                           "run with /usr/bin/python3)")
+    return psycopg2
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster under bench/out/pg/<run>/ on a free
+    loopback port: initdb and pg_ctl as the postgres system user when root,
+    trust authentication on 127.0.0.1 and the private socket only. Stopped
+    (and its directory removed unless --keep-tmp) with the run's services."""
+
+    name = "postgres"
+
+    def __init__(self, settings: Dict[str, str], keep: bool):
+        self.settings = settings
+        self.keep = keep
+        self.dir = PG_ROOT / ("run-%s-%d" % (time.strftime("%Y%m%d-%H%M%S"), os.getpid()))
+        self.data = self.dir / "data"
+        self.log = self.dir / "postgres.log"
+        self.port = 0
+        self.started = False
+        self._cons: Dict[tuple, object] = {}
+        self.empty_db_bytes: Dict[str, int] = {}  # each database's size once migrated
+
+    def as_owner(self, argv: List[str]) -> List[str]:
+        return ["runuser", "-u", "postgres", "--"] + argv if os.geteuid() == 0 else argv
+
+    def run(self, argv: List[str], what: str):
+        proc = subprocess.run(self.as_owner(argv), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise HarnessError("%s failed (%d): %s\n%s" % (what, proc.returncode,
+                                                          proc.stdout.strip(), proc.stderr.strip()))
+        return proc
+
+    @staticmethod
+    def reap_stale():
+        """Clusters left by a harness that was killed: stopped and removed
+        when the harness pid recorded beside them is gone."""
+        if not PG_ROOT.is_dir():
+            return
+        for d in PG_ROOT.glob("run-*"):
+            try:
+                pid = int((d / "harness.pid").read_text())
+                os.kill(pid, 0)
+                continue  # another harness's, still running
+            except (OSError, ValueError):
+                pass
+            if (d / "data" / "postmaster.pid").exists():
+                argv = [str(PG_BIN / "pg_ctl"), "-D", str(d / "data"), "-m", "immediate", "-w",
+                        "stop"]
+                subprocess.run((["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [])
+                               + argv, capture_output=True)
+            shutil.rmtree(d, ignore_errors=True)
+
+    def start(self):
+        if not os.access(PG_BIN / "initdb", os.X_OK):
+            raise HarnessError("%s not found (install postgresql-15: make deps / tools/deps.sh)"
+                               % (PG_BIN / "initdb"))
+        pg_driver()
+        self.reap_stale()
+        self.data.mkdir(parents=True)
+        (self.dir / "harness.pid").write_text("%d\n" % os.getpid())
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+            shutil.chown(self.data, "postgres")
+        os.chmod(self.data, 0o700)
+        self.run([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", PG_SUPER, "--auth=trust",
+                  "--encoding=UTF8", "--locale=C.UTF-8"], "initdb")
+        conf = dict(PG_SETTINGS, **self.settings)
+        self.port = free_port()
+        conf.update({"listen_addresses": "'127.0.0.1'", "port": str(self.port),
+                     "unix_socket_directories": "'%s'" % self.dir, "logging_collector": "off",
+                     "log_min_messages": "warning"})
+        hba = ("# keel bench cluster: trust on loopback TCP and the private socket only.\n"
+               "local all all trust\nhost all all 127.0.0.1/32 trust\n")
+        auto = "# written by bench/bench.py\n" + "".join("%s = %s\n" % kv for kv in conf.items())
+        for name, text in (("pg_hba.conf", hba), ("postgresql.auto.conf", auto)):
+            (self.data / name).write_text(text)
+            if os.geteuid() == 0:
+                shutil.chown(self.data / name, "postgres")
+        self.log.touch()
+        if os.geteuid() == 0:
+            shutil.chown(self.log, "postgres")
+        self.started = True
+        self.run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
+                  "-t", "60", "start"], "pg_ctl start (log: %s)" % self.log)
+
+    def postmaster_pid(self) -> Optional[int]:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def url(self, role: str, db: str) -> str:
+        return "postgres://%s@127.0.0.1:%d/%s" % (role, self.port, db)
+
+    def connect(self, role: str, db: str, autocommit: bool = True):
+        con = pg_driver().connect(host="127.0.0.1", port=self.port, user=role, dbname=db)
+        con.autocommit = autocommit
+        return con
+
+    def cached(self, role: str, db: str):
+        """One connection per (role, database) kept for the run (reads)."""
+        key = (role, db)
+        con = self._cons.get(key)
+        if con is None or con.closed:
+            con = self._cons[key] = self.connect(role, db, autocommit=False)
+        return con
+
+    def describe(self) -> dict:
+        """The settings that make the figures what they are, as the server reports them."""
+        con = self.cached(PG_SUPER, "postgres")
+        try:
+            with con.cursor() as cur:
+                cur.execute("SELECT version(), current_setting('server_version')")
+                version = cur.fetchone()
+                cur.execute("SELECT name, current_setting(name) FROM pg_settings "
+                            "WHERE name = ANY(%s)",
+                            (sorted(PG_SETTINGS.keys() | self.settings.keys()),))
+                settings = dict(cur.fetchall())
+        finally:
+            con.rollback()
+        return {"version": version[1], "settings": settings, "port": self.port,
+                "dir": str(self.dir)}
+
+    def stop(self) -> Optional[int]:
+        for con in self._cons.values():
+            try:
+                con.close()
+            except Exception:  # noqa: BLE001 (best effort at exit)
+                pass
+        self._cons.clear()
+        if self.started:
+            subprocess.run(self.as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m",
+                                          "fast", "-w", "-t", "60", "stop"]),
+                           capture_output=True)
+            self.started = False
+        if self.keep:
+            print("bench: kept the PostgreSQL cluster's directory %s" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return 0
+
+
+def pg_read(ctx: Context, sql: str, params=(), org_id: Optional[str] = None,
+            db: str = PG_DB) -> list:
+    """A read as the owner role under FORCE ROW LEVEL SECURITY: app.system
+    (the system_read policies) and, given, app.org_id, both local to the
+    transaction."""
+    con = ctx.pg.cached(PG_OWNER, db)
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT set_config('app.system', 'on', true)")
+            if org_id:
+                cur.execute("SELECT set_config('app.org_id', %s, true)", (org_id,))
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        con.rollback()
+
+
+def pg_activity(ctx: Context) -> Dict[str, float]:
+    """Cumulative counters of keel's database and of the WAL (pg_stat_database,
+    pg_stat_wal), to say what PostgreSQL did per event. PostgreSQL 15 flushes
+    a backend's counters at most once a second: the harness waits that long."""
+    time.sleep(1.1)
+    con = ctx.pg.cached(PG_SUPER, PG_DB)
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT pg_stat_clear_snapshot()")
+            cur.execute("SELECT xact_commit, tup_inserted, tup_updated, tup_fetched, blks_read "
+                        "FROM pg_stat_database WHERE datname = %s", (PG_DB,))
+            db = cur.fetchone()
+            cur.execute("SELECT wal_records, wal_bytes, wal_write, wal_sync FROM pg_stat_wal")
+            wal = cur.fetchone()
+            # Sequential scans by table (a partition counts for itself).
+            cur.execute("SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables")
+            seq = cur.fetchall()
+            cur.execute("SELECT indexrelname, idx_scan, idx_tup_read FROM pg_stat_user_indexes")
+            idx = cur.fetchall()
+    finally:
+        con.rollback()
+    names = ("commits", "tuples_inserted", "tuples_updated", "tuples_fetched", "blocks_read",
+             "wal_records", "wal_bytes", "wal_writes", "wal_syncs")
+    out = dict(zip(names, [float(v) for v in db + wal]))
+    for rel, scans, rows in seq:
+        out["seq_scan:" + rel] = float(scans or 0)
+        out["seq_tup_read:" + rel] = float(rows or 0)
+    for rel, scans, rows in idx:
+        out["idx_scan:" + rel] = float(scans or 0)
+        out["idx_tup_read:" + rel] = float(rows or 0)
+    return out
+
+
+def pg_activity_delta(before: Dict[str, float], after: Dict[str, float],
+                      events: int) -> dict:
+    """The counters' growth over a run (the whole cluster's WAL; keel's
+    database alone otherwise), in total and per event."""
+    delta = {k: after[k] - before.get(k, 0.0) for k in after}
+    delta = {k: v for k, v in delta.items() if v or ":" not in k}
+    per = {k: v / events for k, v in delta.items()} if events else {}
+    note = ("%.2f commits, %.1f tuples inserted, %.1f updated, %.0f fetched, %.1f WAL records, "
+            "%.0f WAL bytes, %.3f WAL syncs" % (
+                per["commits"], per["tuples_inserted"], per["tuples_updated"],
+                per["tuples_fetched"], per["wal_records"], per["wal_bytes"], per["wal_syncs"])
+            if per else "no events")
+    scans = sorted(((v, k.split(":", 1)[1]) for k, v in per.items()
+                    if k.startswith("seq_tup_read:") and v >= 1), reverse=True)
+    if scans:
+        note += "; rows read by sequential scans: " + ", ".join(
+            "%s %.0f (%.2f scans)" % (rel, v, per.get("seq_scan:" + rel, 0)) for v, rel in scans)
+    reads = sorted(((v, k.split(":", 1)[1]) for k, v in per.items()
+                    if k.startswith("idx_tup_read:") and v >= 10), reverse=True)[:3]
+    if reads:
+        note += "; index entries read (most): " + ", ".join(
+            "%s %.0f (%.2f scans)" % (rel, v, per.get("idx_scan:" + rel, 0)) for v, rel in reads)
+    return {"total": delta, "per_event": per, "events": events, "note": note}
+
+
+def pg_org_id(ctx: Context, slug: str) -> str:
+    rows = pg_read(ctx, "SELECT id::text FROM orgs WHERE slug = %s", (slug,))
+    if not rows:
+        raise HarnessError("org %s not found in PostgreSQL as %s (app.system=on): the "
+                           "system_read policy of orgs?" % (slug, PG_OWNER))
+    return rows[0][0]
+
+
+def pg_count_prefixes(ctx: Context, org_id: str, prefixes: List[str],
+                      db: str = PG_DB) -> List[int]:
+    """Rows of the org whose id starts with each prefix (a range of the
+    primary key; each prefix ends with "-", and "." follows it)."""
+    out = []
+    for prefix in prefixes:
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        out.append(pg_read(ctx, "SELECT count(*) FROM events WHERE org_id = %s AND id >= %s "
+                                "AND id < %s", (org_id, prefix, upper), org_id, db)[0][0])
+    return out
+
+
+def pg_count_org(ctx: Context, org_id: str, db: str = PG_DB) -> int:
+    return pg_read(ctx, "SELECT count(*) FROM events WHERE org_id = %s", (org_id,), org_id,
+                   db)[0][0]
+
+
+def pg_database_size(ctx: Context, db: str = PG_DB) -> dict:
+    """The database, and the events table (every partition) with its indexes,
+    per event stored, after a CHECKPOINT (the WAL is not counted: PostgreSQL
+    recycles it)."""
+    con = ctx.pg.cached(PG_SUPER, db)  # sizes and CHECKPOINT: the superuser
+    try:
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute("CHECKPOINT")
+            cur.execute("SELECT pg_database_size(current_database())")
+            db_bytes = cur.fetchone()[0]
+            cur.execute("""SELECT coalesce(sum(pg_table_size(c.oid)), 0)::bigint,
+                                  coalesce(sum(pg_indexes_size(c.oid)), 0)::bigint
+                           FROM pg_partition_tree('events') t JOIN pg_class c ON c.oid = t.relid
+                           WHERE t.isleaf""")
+            table, indexes = cur.fetchone()
+            cur.execute("SELECT count(*) FROM events")  # the superuser is not fenced by RLS
+            rows = cur.fetchone()[0]
+    finally:
+        con.autocommit = False
+    empty = ctx.pg.empty_db_bytes.get(db, 0)
+    out = {"rows": rows, "db_bytes": db_bytes, "empty_db_bytes": empty,
+           "events_table_bytes": table, "events_index_bytes": indexes,
+           "bytes_per_event": (db_bytes - empty) / rows if rows else None}
+    out["note"] = ("%d rows; (database - its size once migrated) / rows after a CHECKPOINT; "
+                   "events table %.0f B + indexes %.0f B per event"
+                   % (rows, table / rows, indexes / rows) if rows else "")
+    return out
+
+
+def pg_psql_super(cluster: PgCluster, statements: List[str]):
+    con = cluster.connect(PG_SUPER, "postgres")
+    try:
+        with con.cursor() as cur:
+            for sql in statements:
+                cur.execute(sql)
+    finally:
+        con.close()
+
+
+def ensure_pg(ctx: Context) -> Context:
+    """Once per run: the cluster, the roles (tests/api/pgtest.py's), keel's
+    database and pg_copy's, both migrated by `keel migrate` as the owner, and
+    a keel serving PostgreSQL as the app role. Returns that keel's Context
+    (its state holds the ingest org and the query load across scenarios)."""
+    sub = ctx.state.get("pg")
+    if sub:
+        if isinstance(sub, str):
+            raise HarnessError(sub)  # an earlier pg_* scenario could not start it
+        return sub
+    try:
+        sub = start_pg(ctx)
+    except HarnessError as e:
+        ctx.state["pg"] = "PostgreSQL keel not started: %s" % e
+        raise
+    ctx.state["pg"] = sub
+    return sub
+
+
+def start_pg(ctx: Context) -> Context:
+    a = ctx.args
+    settings = dict(kv.split("=", 1) for kv in a.pg_set)
+    cluster = PgCluster(settings, keep=a.keep_tmp)
+    ctx.services.append(cluster)  # stopped at the end, after the keel inserted before it
+    print("\npostgres: starting a cluster in %s" % os.path.relpath(cluster.dir))
+    cluster.start()
+    pg_psql_super(cluster, [
+        "CREATE ROLE %s LOGIN CREATEDB NOSUPERUSER NOCREATEROLE" % PG_OWNER,
+        "CREATE ROLE %s LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE" % PG_APP,
+        "CREATE DATABASE %s OWNER %s" % (PG_DB, PG_OWNER),
+        "CREATE DATABASE %s OWNER %s" % (PG_COPY_DB, PG_OWNER),
+    ])
+    for db in (PG_DB, PG_COPY_DB):
+        work = ctx.tmp / ("migrate-" + db)
+        work.mkdir(exist_ok=True)
+        proc = subprocess.run([ctx.keel_bin, "migrate", "--store", cluster.url(PG_OWNER, db),
+                               "--data-dir", str(work / "keel-data")], cwd=str(work),
+                              capture_output=True, text=True,
+                              env={k: v for k, v in os.environ.items() if k != "KEEL_STORE_URL"})
+        if proc.returncode != 0:
+            raise HarnessError("keel migrate --store %s failed (%d): %s" % (
+                cluster.url(PG_OWNER, db), proc.returncode, (proc.stderr or proc.stdout).strip()))
+        con = cluster.connect(PG_SUPER, db)
+        try:
+            with con.cursor() as cur:
+                cur.execute("CHECKPOINT")
+                cur.execute("SELECT pg_database_size(current_database())")
+                cluster.empty_db_bytes[db] = cur.fetchone()[0]
+        finally:
+            con.close()
+    desc = cluster.describe()
+    print("postgres: PostgreSQL %s on 127.0.0.1:%d, %s and %s migrated; %s" % (
+        desc["version"], cluster.port, PG_DB, PG_COPY_DB,
+        ", ".join("%s=%s" % kv for kv in sorted(desc["settings"].items()))))
+    port = free_port()
+    data_dir = ctx.tmp / "keel-data-pg"  # keel's secrets; the rows are in PostgreSQL
+    data_dir.mkdir(exist_ok=True)
+    store = cluster.url(PG_APP, PG_DB)
+    argv = [ctx.keel_bin, "serve", "--listen", "127.0.0.1:%d" % port, "--data-dir",
+            str(data_dir), "--store", store, "--set", "log.access=false", "--set",
+            "plans.file=%s" % BENCH_PLANS]
+    for setting in a.set:
+        argv += ["--set", setting]
+    svc = Service("keel-pg", argv, ctx.tmp / "keel-pg.log",
+                  env=dict({k: v for k, v in os.environ.items() if k != "KEEL_STORE_URL"},
+                           KEEL_LOG_LEVEL="warn"))
+    ctx.services.insert(ctx.services.index(cluster), svc)  # keel stops before PostgreSQL
+    svc.start()
+    svc.wait_ready(port, "/healthz", 60)
+    print("postgres: keel on :%d with --store %s" % (port, store))
+    sub = Context(port, data_dir, ctx.keel_bin, args=a, keel_pid=svc.proc.pid, tmp=ctx.tmp,
+                  services=ctx.services)
+    sub.store_url = store
+    sub.pg = cluster
+    return sub
+
+
+def run_pg(ctx: Context, runner: Callable[[Context], CustomResult]) -> CustomResult:
+    """Runs a pg_* scenario on the PostgreSQL keel's Context. When that keel
+    cannot be started (backend not in the build, migration failing...), the
+    scenario is not measured and the run fails, but the other scenarios still
+    run and the JSON is written."""
+    try:
+        sub = ensure_pg(ctx)
+    except HarnessError as e:
+        res = CustomResult(skipped=str(e).splitlines()[0][:300])
+        res.problems.append("%s" % e)
+        return res
+    return runner(sub)
+
+
+def run_pg_ingest(sub: Context, kind: IngestKind) -> CustomResult:
+    return run_ingest(sub, dataclasses.replace(kind, name="pg_" + kind.name))
+
+
+def run_pg_query(sub: Context, path: str) -> CustomResult:
+    res = run_query(sub, path)
+    res.figures["postgres"] = sub.pg.describe()
+    return res
+
+
+def copy_text(value: str) -> str:
+    """A text-format COPY field."""
+    return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            .replace("\r", "\\r"))
+
+
+def pg_copy_template(sub: Context, org: dict) -> dict:
+    """The values every copied row shares: those of a row keel stored from
+    the batch scenario when there is one (data, metadata and tags exactly as
+    keel wrote them, its cost), else the scenario's event as canonical JSON."""
+    e = bench_event("x", "sess-0000")
+    tpl = {"agent_id": e["agent_id"], "type": e["type"], "severity": e["severity"],
+           "data": canonical_json(e["data"]), "metadata": canonical_json(e["metadata"]),
+           "tags": canonical_json(e["tags"]), "cost_nano": "0", "cost_flags": "0",
+           "api_key_id": org.get("key_id") or None, "source": "bench_event (canonical JSON)"}
+    rows = pg_read(sub, "SELECT agent_id, type, severity, data, metadata, tags, "
+                        "api_key_id::text, cost_nano::text, cost_flags::text FROM events "
+                        "WHERE org_id = %s AND type = 'llm_call' LIMIT 1", (org["id"],),
+                   org["id"])
+    if rows:
+        names = ("agent_id", "type", "severity", "data", "metadata", "tags", "api_key_id",
+                 "cost_nano", "cost_flags")
+        tpl.update(dict(zip(names, rows[0])))
+        tpl["source"] = "a row keel stored"
+    return tpl
+
+
+def run_pg_copy(ctx: Context) -> CustomResult:  # ctx: the PostgreSQL keel's
+    """PostgreSQL's own rate for the same rows into the same events table
+    (pg_copy's database, migrated by keel migrate): COPY events (...) FROM
+    STDIN in chunks of PG_COPY_CHUNK rows, each its own transaction, for
+    --pg-copy-duration seconds of COPY time (or --pg-copy-events rows). The
+    rows are generated before each COPY, outside the clock.
+
+    As the superuser: PostgreSQL refuses COPY FROM into a table whose
+    row-level security applies to the role ("COPY FROM not supported with
+    row-level security"), and FORCE ROW LEVEL SECURITY applies it to the
+    owner too. The superuser bypasses RLS, so these rows skip the tenant
+    policy's WITH CHECK (one comparison per row) that keel's INSERTs pass."""
+    import io
+    sub, a = ctx, ctx.args
+    org = ensure_ingest_org(sub)
+    tpl = pg_copy_template(sub, org)
+    cols = pg_read(sub, "SELECT column_name, is_nullable, column_default FROM "
+                        "information_schema.columns WHERE table_schema = current_schema() AND "
+                        "table_name = 'events' ORDER BY ordinal_position", db=PG_COPY_DB)
+    known = {"org_id", "id", "session_id", "agent_id", "type", "ts", "received_at", "severity",
+             "data", "metadata", "tags", "api_key_id", "cost_nano", "cost_flags", "seq", "hash"}
+    unknown = [c for c, nullable, default in cols
+               if c not in known and nullable == "NO" and default is None]
+    if unknown:
+        raise HarnessError("pg_copy: the events table has NOT NULL column(s) it does not fill: %s"
+                           % ", ".join(unknown))
+    names = [c for c, _, _ in cols if c in known]
+    sql = "COPY events (%s) FROM STDIN" % ", ".join(names)
+    tag = run_tag("c")
+    duration = a.pg_copy_duration if a.pg_copy_duration else a.ingest_duration
+    limit = a.pg_copy_events
+    null = "\\N"
+    fixed = {"org_id": org["id"], "agent_id": copy_text(tpl["agent_id"]),
+             "type": copy_text(tpl["type"]), "severity": copy_text(tpl["severity"]),
+             "data": copy_text(tpl["data"]), "metadata": copy_text(tpl["metadata"]),
+             "tags": copy_text(tpl["tags"]), "api_key_id": tpl["api_key_id"] or null,
+             "cost_nano": tpl["cost_nano"], "cost_flags": tpl["cost_flags"]}
+    # One format string per row: the varying fields are the id, the session,
+    # the timestamps, seq and the hash (32 random bytes, as raw_sqlite).
+    fmt = "\t".join({"id": "%(id)s", "session_id": "%(session)s", "ts": "%(ts)s",
+                     "received_at": "%(ts)s", "seq": "%(seq)d", "hash": "\\\\x%(hash)s"}
+                    .get(n, fixed.get(n, "").replace("%", "%%")) for n in names) + "\n"
+    print("\npg_copy: COPY events FROM STDIN into %s, %d rows per COPY + commit, for %.0fs of "
+          "COPY time%s; ids %s-*; row values from %s" % (
+              PG_COPY_DB, PG_COPY_CHUNK, duration,
+              " or %d rows" % limit if limit else "", tag, tpl["source"]))
+    con = sub.pg.connect(PG_SUPER, PG_COPY_DB, autocommit=False)
+    copied, chunks, copy_s, gen_s = 0, 0, 0.0, 0.0
+    row_bytes = 0
+    cpu = CpuMeter(None, sub.pg.postmaster_pid())
+    t_start = time.monotonic()
+    try:
+        while copy_s < duration and (not limit or copied < limit):
+            n = PG_COPY_CHUNK if not limit else min(PG_COPY_CHUNK, limit - copied)
+            g0 = time.monotonic()
+            now = datetime.datetime.now(datetime.timezone.utc)
+            lines = []
+            for i in range(copied, copied + n):
+                # keel stamps the received time: here one microsecond apart.
+                ts = (now + datetime.timedelta(microseconds=i - copied)).isoformat(" ")
+                lines.append(fmt % {"id": "%s-%d-%d" % (tag, chunks, i - copied),
+                                    "session": "sess-%04d" % (i % INGEST_SESSIONS),
+                                    "ts": ts, "seq": i // INGEST_SESSIONS + 1,
+                                    "hash": os.urandom(32).hex()})
+            buf = io.BytesIO("".join(lines).encode())
+            row_bytes = len(lines[0])
+            t0 = time.monotonic()
+            gen_s += t0 - g0
+            with con.cursor() as cur:
+                cur.copy_expert(sql, buf, size=1 << 20)
+            con.commit()
+            copy_s += time.monotonic() - t0
+            copied += n
+            chunks += 1
+    except Exception as e:  # psycopg2's errors: report the server's message
+        con.rollback()
+        raise HarnessError("pg_copy: COPY failed after %d rows: %s" % (copied, e))
+    finally:
+        wall_s = time.monotonic() - t_start
+        cores = cpu.cores()
+        cores.pop("wrk (client)", None)
+        con.close()
+    res = CustomResult()
+    stored = pg_count_prefixes(sub, org["id"], [tag + "-"], db=PG_COPY_DB)[0]
+    if stored != copied:
+        res.problems.append("pg_copy: %d rows in the table after COPY of %d" % (stored, copied))
+    size = pg_database_size(sub, PG_COPY_DB)
+    rate = copied / copy_s if copy_s else 0.0
+    res.figures = {"rows_per_sec": rate, "rows": copied, "chunks": chunks,
+                   "chunk_rows": PG_COPY_CHUNK, "copy_seconds": copy_s,
+                   "generate_seconds": gen_s, "wall_seconds": wall_s,
+                   "wall_rows_per_sec": copied / wall_s if wall_s else None,
+                   "row_bytes_copy_text": row_bytes, "columns": names, "row_source":
+                   tpl["source"], "database": size, "cpu_cores": cores,
+                   "postgres": sub.pg.describe()}
+    res.notes.append("rows in %s after the run %d = rows copied %d" % (PG_COPY_DB, stored, copied))
+    res.notes.append("COPY %.1fs (+ %.1fs generating the rows in Python, not counted); "
+                     "PostgreSQL's cores during the run: %s" % (copy_s, gen_s, fmt_cores(cores)))
+    res.checks.append(Check("COPY FROM STDIN", rate, "rows/s",
+                            note="%d rows, %d per COPY + commit, %d-byte rows in COPY text" % (
+                                copied, PG_COPY_CHUNK, row_bytes)))
+    res.checks.append(Check("COPY database per event", size.get("bytes_per_event"), "bytes",
+                            note=size.get("note", "")))
+    return res
+
+
 def run_custom(ctx: Context, scenarios: List[Scenario]) -> Dict[str, CustomResult]:
     for s in scenarios:
         if not keel_alive(ctx):
@@ -1428,14 +2093,22 @@ def summarize_custom(ctx: Context) -> dict:
         cross.append(Check("metering: ingest_batch / ingest_batch_nometer",
                            batch.figures["events_per_sec"] / nometer.figures["events_per_sec"],
                            "x", 0.95))
+    pg_batch, pg_copy = results.get("pg_ingest_batch"), results.get("pg_copy")
+    if pg_batch and pg_copy and pg_batch.figures and pg_copy.figures:
+        cross.append(Check("pg_ingest_batch / pg_copy", pg_batch.figures["events_per_sec"]
+                           / pg_copy.figures["rows_per_sec"], "x", TARGET_PG_COPY_RATIO,
+                           note="keel on PostgreSQL / PostgreSQL's COPY of the same rows"))
+    if pg_batch and batch and pg_batch.figures and batch.figures:
+        cross.append(Check("pg_ingest_batch / ingest_batch", pg_batch.figures["events_per_sec"]
+                           / batch.figures["events_per_sec"], "x", note="PostgreSQL / SQLite"))
     print("\nsummary: ingestion and queries (durable: WAL, synchronous=FULL, 202 after commit)")
     for name, res in results.items():
         for c in res.checks:
-            print("  %-15s %s" % (name, c.line()))
+            print("  %-17s %s" % (name, c.line()))
         if res.skipped:
-            print("  %-15s skipped: %s" % (name, res.skipped))
+            print("  %-17s skipped: %s" % (name, res.skipped))
     for c in cross:
-        print("  %-15s %s" % ("ratio", c.line()))
+        print("  %-17s %s" % ("ratio", c.line()))
     print("")
     for line in QUOTED_REFERENCE:
         print("  " + line)
@@ -1557,11 +2230,23 @@ def parse_args(argv):
                     help="orgs of the analytics data (default 20)")
     ap.add_argument("--analytics-largest-share", type=float, default=0.5,
                     help="share of the events in the largest org (default 0.5)")
+    ap.add_argument("--pg-set", action="append", default=[], metavar="NAME=VALUE",
+                    help="PostgreSQL setting of the pg_* scenarios' cluster (postgresql.auto.conf;"
+                         " repeat); durability is on unless overridden")
+    ap.add_argument("--pg-query-events", type=int, default=0,
+                    help="events stored before the pg_query_* scenarios (default: "
+                         "--query-events)")
+    ap.add_argument("--pg-copy-duration", type=float, default=0,
+                    help="seconds of COPY for pg_copy (default: --ingest-duration)")
+    ap.add_argument("--pg-copy-events", type=int, default=0,
+                    help="stop pg_copy after this many rows (default 0: by time only)")
     ap.add_argument("--strict-targets", action="store_true",
                     help="exit 1 when a runner scenario misses a target (default: report only)")
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.duration < 1 or args.threads < 1 or args.connections < args.threads:
         ap.error("need --rounds >= 1, --duration >= 1, --threads >= 1, --connections >= --threads")
+    if any("=" not in kv for kv in args.pg_set):
+        ap.error("--pg-set takes NAME=VALUE")
     if args.ingest_duration < 1 or args.raw_events < 1000 or args.query_events < 1:
         ap.error("need --ingest-duration >= 1, --raw-events >= 1000, --query-events >= 1")
     return args
@@ -1816,7 +2501,10 @@ def write_results(args, settings, summary, runs, load=None):
         "settings": {"wrk": settings, "rounds": args.rounds, "duration_s": args.duration,
                      "warmup_s": args.warmup, "keel": args.keel, "keel_set": args.set,
                      "ingest_duration_s": args.ingest_duration, "raw_events": args.raw_events,
-                     "query_events": args.query_events},
+                     "query_events": args.query_events, "pg_set": args.pg_set,
+                     "pg_copy_duration_s": args.pg_copy_duration or args.ingest_duration,
+                     "pg_copy_events": args.pg_copy_events,
+                     "pg_query_events": args.pg_query_events or args.query_events},
         "summary": summary,
         "runs": runs,
     }
