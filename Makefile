@@ -7,6 +7,7 @@
 #   make api-pg    the same pytest suite on PostgreSQL 15: a throwaway cluster in
 #                  $(BUILD)/pg on a free loopback port (tools/pg-cluster.sh), then stopped
 #   make asan      unit + api under an ASan+UBSan build (build-asan/)
+#   make asan-pg   the PostgreSQL API suite on that build
 #   make style     banned calls + clang-format  make valgrind  leak check of a serve cycle
 #   make test      all of the above in order, stops at the first failure, ends with a recap
 #   make bench     optimised build (build-release/), API-key verification micro-benchmark,
@@ -33,7 +34,7 @@ RELEASE_SETUP_ARGS := -Dbuildtype=release -Dtest_hooks=false -Dtests=false
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-TEST_STAGES := deps build unit api api-pg asan style valgrind fuzz-short
+TEST_STAGES := deps build unit api api-pg asan asan-pg style valgrind fuzz-short
 TEST_LOGS := $(BUILD)-logs
 
 # $(call meson_setup,DIR,ARGS): configure DIR once. The arguments used are kept
@@ -56,7 +57,7 @@ define meson_setup
 	printf '%s' "$$args" > "$$stamp"
 endef
 
-.PHONY: deps build run unit api api-pg asan style valgrind test bench clean fuzz fuzz-short
+.PHONY: deps build run unit api api-pg asan asan-pg style valgrind test bench clean fuzz fuzz-short
 
 deps:
 	@tools/deps.sh
@@ -81,13 +82,19 @@ api: build
 # its own database, a copy of the migrated keel_template (tests/api/pgtest.py).
 # The cluster is stopped whatever the outcome; the stage fails with the tests.
 PG_CLUSTER := $(BUILD)/pg
-api-pg: build
-	@export KEEL_BIN=$(abspath $(BUILD)/keel); \
+# $(call pg_suite,KEEL,ENV,LABEL): the pytest API suite with keel binary KEEL and
+# the extra environment ENV against a throwaway cluster, stopped whatever the outcome.
+define pg_suite
+	@export KEEL_BIN=$(abspath $(1)); \
 	tools/pg-cluster.sh start '$(PG_CLUSTER)' || { tools/pg-cluster.sh stop '$(PG_CLUSTER)'; exit 1; }; \
 	eval "$$(tools/pg-cluster.sh env '$(PG_CLUSTER)')" && \
-	  echo "=== API suite on PostgreSQL (127.0.0.1:$$KEEL_TEST_PG_PORT)" && \
-	  $(PY) -m pytest -q tests/api; rc=$$?; \
+	  echo "=== API suite on PostgreSQL$(3) (127.0.0.1:$$KEEL_TEST_PG_PORT)" && \
+	  $(2) $(PY) -m pytest -q tests/api; rc=$$?; \
 	tools/pg-cluster.sh stop '$(PG_CLUSTER)'; exit $$rc
+endef
+
+api-pg: build
+	$(call pg_suite,$(BUILD)/keel,,)
 
 # Unit and API tests again on an ASan+UBSan build; any report aborts the process.
 # KEEL_TEST_SLOW=1 stretches the API tests' timeouts (tests/api/conftest.py).
@@ -97,6 +104,12 @@ asan:
 	$(SANITIZER_ENV) meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
 	$(SANITIZER_ENV) KEEL_TEST_SLOW=1 KEEL_BIN=$(abspath $(ASAN_BUILD)/keel) \
 	  $(PY) -m pytest -q tests/api
+
+# The PostgreSQL API suite again on the ASan+UBSan build (the libpq backend's memory).
+asan-pg:
+	$(call meson_setup,$(ASAN_BUILD),$(ASAN_SETUP_ARGS))
+	ninja -C $(ASAN_BUILD)
+	$(call pg_suite,$(ASAN_BUILD)/keel,$(SANITIZER_ENV) KEEL_TEST_SLOW=1, under ASan+UBSan)
 
 style:
 	@tools/check-style.sh
@@ -130,9 +143,9 @@ test:
 	if [ -n "$$failed" ]; then verdict="FAILED at stage $$failed"; else verdict="all stages passed"; fi; \
 	echo "=== keel test recap: $$verdict (logs in $(TEST_LOGS)/)"; \
 	for stage in $(TEST_STAGES); do printf '  %-9s %s\n' "$$stage" "$${result[$$stage]}"; done; \
-	summary unit; summary api; summary api-pg; summary asan; \
+	summary unit; summary api; summary api-pg; summary asan; summary asan-pg; \
 	passed=0; nfailed=0; \
-	for stage in unit api api-pg asan; do \
+	for stage in unit api api-pg asan asan-pg; do \
 	  log='$(TEST_LOGS)'/$$stage.log; [ -f "$$log" ] || continue; \
 	  n=$$(grep -E '^Ok: ' "$$log" | awk '{s+=$$2} END {print s+0}'); passed=$$((passed + n)); \
 	  n=$$(grep -E '^Fail: ' "$$log" | awk '{s+=$$2} END {print s+0}'); nfailed=$$((nfailed + n)); \
