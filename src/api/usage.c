@@ -842,15 +842,16 @@ static int h_dev_rls_probe(struct ctx *ctx) {
     return api_problem(ctx, "not_found", "the isolation probe needs the PostgreSQL backend");
   }
   const char *u = http_req_query(ctx->req, "unscoped");
-  struct probe_job j = {.scope = ctx->scope, .unscoped = u && strcmp(u, "1") == 0,
-                        .rows = json_array()};
+  struct probe_job j = {
+      .scope = ctx->scope, .unscoped = u && strcmp(u, "1") == 0, .rows = json_array()};
   int rc = store_read(api_store(ctx->api), probe_tx, &j);
   if (rc) {
     json_decref(j.rows);
     return api_status(ctx, rc);
   }
-  return api_json(ctx, 200, json_pack("{s:s, s:o}", "org_id", j.unscoped ? "" : ctx->scope.org_id,
-                                      "rows", j.rows));
+  return api_json(
+      ctx, 200,
+      json_pack("{s:s, s:o}", "org_id", j.unscoped ? "" : ctx->scope.org_id, "rows", j.rows));
 }
 
 static const struct route usage_routes[] = {

@@ -161,12 +161,13 @@ int store_admin_users_list(struct store_tx *tx, const char *q, const char *after
   char pattern[LIKE_PATTERN_SIZE];
   int p = like_pattern(q, pattern);
   if (p < 0) return p;
-  struct db_stmt *st = db_prepare(tx, "SELECT " ADMIN_USER_COLS
-                                      " FROM users"
-                                      " WHERE (CAST($1 AS text) IS NULL OR email_norm LIKE lower($1) ESCAPE '\\'"
-                                      " OR lower(name) LIKE lower($1) ESCAPE '\\')"
-                                      " AND (id > $2 OR $2 IS NULL)"
-                                      " ORDER BY id LIMIT $3");
+  struct db_stmt *st =
+      db_prepare(tx, "SELECT " ADMIN_USER_COLS
+                     " FROM users"
+                     " WHERE (CAST($1 AS text) IS NULL OR email_norm LIKE lower($1) ESCAPE '\\'"
+                     " OR lower(name) LIKE lower($1) ESCAPE '\\')"
+                     " AND (id > $2 OR $2 IS NULL)"
+                     " ORDER BY id LIMIT $3");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, p == 0 ? pattern : NULL);
   db_bind_text(st, 2, after_id && after_id[0] ? after_id : NULL);

@@ -15,9 +15,9 @@
 #include "store/db.h"
 #include "store/outbox.h"
 
-#define INV_COLS                                                               \
+#define INV_COLS                                                                             \
   "i.id, i.org_id, i.email, i.email_norm, i.role, coalesce(CAST(i.invited_by AS text), '')," \
-  " @us(i.created_at), @us(i.expires_at), coalesce(@us(i.accepted_at), 0),"    \
+  " @us(i.created_at), @us(i.expires_at), coalesce(@us(i.accepted_at), 0),"                  \
   " coalesce(@us(i.revoked_at), 0)"
 
 /* Open: neither accepted nor revoked (it may have expired). */

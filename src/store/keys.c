@@ -214,9 +214,9 @@ int store_apikey_by_hash(struct store_tx *tx, const uint8_t hash[APIKEY_HASH_LEN
 
 int store_apikey_org_resolve(struct store_tx *tx, const char *ref, struct org_scope *out) {
   if (db_as_system(tx) != 0) return KEEL_ESTORE;
-  struct db_stmt *st =
-      db_prepare(tx, "SELECT id FROM orgs WHERE (CAST(id AS text) = $1 OR slug = $1)"
-                     " AND deleted_at IS NULL");
+  struct db_stmt *st = db_prepare(tx,
+                                  "SELECT id FROM orgs WHERE (CAST(id AS text) = $1 OR slug = $1)"
+                                  " AND deleted_at IS NULL");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, ref);
   int rc = db_step(st);

@@ -33,8 +33,8 @@ int store_partitions_drop_before(struct store_tx *tx, enum store_partitioned tab
       [STORE_PART_AUDIT] = "audit_log",
       [STORE_PART_USAGE] = "usage_hourly",
   };
-  struct db_stmt *st = db_prepare(
-      tx, "SELECT keel_drop_partitions_before(CAST($1 AS text)::regclass, @ts($2))");
+  struct db_stmt *st =
+      db_prepare(tx, "SELECT keel_drop_partitions_before(CAST($1 AS text)::regclass, @ts($2))");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, names[table]);
   db_bind_i64(st, 2, cutoff_us);

@@ -297,11 +297,12 @@ int store_member_get(struct store_tx *tx, const struct org_scope *scope, const c
 int store_member_list(struct store_tx *tx, const struct org_scope *scope, int64_t after_joined,
                       const char *after_user, int64_t limit, store_member_row_fn fn, void *arg) {
   if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
-  struct db_stmt *st =
-      db_prepare(tx, "SELECT " MEMBER_COLS
-                     " FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1"
-                     " AND (m.created_at > @ts($2) OR (m.created_at = @ts($2) AND CAST(m.user_id AS text) > $3))"
-                     " ORDER BY m.created_at, m.user_id LIMIT $4");
+  struct db_stmt *st = db_prepare(
+      tx,
+      "SELECT " MEMBER_COLS
+      " FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1"
+      " AND (m.created_at > @ts($2) OR (m.created_at = @ts($2) AND CAST(m.user_id AS text) > $3))"
+      " ORDER BY m.created_at, m.user_id LIMIT $4");
   if (!st) return KEEL_ESTORE;
   db_bind_text(st, 1, scope->org_id);
   db_bind_i64(st, 2, after_joined);

@@ -60,10 +60,10 @@ static void key_set(struct telemetry_key *k, int64_t us, struct db_stmt *st, int
  * $3/$4 the upper bound (µs, id), $5 rows to examine, $6..$9 severity, type,
  * agent, session (NULL: any). Columns: time, id, match.
  */
-#define EVENT_MATCH                                                       \
-  "CASE WHEN (CAST($6 AS text) IS NULL OR severity = $6)"                   \
-  " AND (CAST($7 AS text) IS NULL OR type = $7)" \
-  " AND (CAST($8 AS text) IS NULL OR agent_id = $8)"                       \
+#define EVENT_MATCH                                       \
+  "CASE WHEN (CAST($6 AS text) IS NULL OR severity = $6)" \
+  " AND (CAST($7 AS text) IS NULL OR type = $7)"          \
+  " AND (CAST($8 AS text) IS NULL OR agent_id = $8)"      \
   " AND (CAST($9 AS text) IS NULL OR session_id = $9) THEN 1 ELSE 0 END"
 
 static const char events_walk_all_sql[] =

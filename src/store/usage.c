@@ -115,7 +115,8 @@ static const char upsert_sql[] =
     " input_tokens, output_tokens, reasoning_tokens, cache_read_tokens, cache_write_tokens,"
     " cost_nano, stored_bytes) VALUES($1, @ts($2), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
     " $13, $14) ON CONFLICT (org_id, hour, api_key_id, agent_id, model) DO UPDATE SET"
-    " events = usage_hourly.events + excluded.events, llm_calls = usage_hourly.llm_calls + excluded.llm_calls,"
+    " events = usage_hourly.events + excluded.events, llm_calls = usage_hourly.llm_calls + "
+    "excluded.llm_calls,"
     " input_tokens = usage_hourly.input_tokens + excluded.input_tokens,"
     " output_tokens = usage_hourly.output_tokens + excluded.output_tokens,"
     " reasoning_tokens = usage_hourly.reasoning_tokens + excluded.reasoning_tokens,"
@@ -245,11 +246,12 @@ int store_usage_recount(struct store_tx *tx, const struct org_scope *scope, int6
   memset(out, 0, sizeof(*out));
   /* The events table keeps org_id as 16 raw bytes (0006). received_at has
    * no index: this walks the org's primary-key range, once per day asked. */
-  struct db_stmt *st = db_prepare(tx,
-                                  "SELECT count(*), coalesce(sum(CASE WHEN type = 'llm_call' THEN 1 ELSE 0 END), 0),"
-                                  " coalesce(sum(cost_nano), 0) FROM events"
-                                  " WHERE org_id = $1 AND received_at >= @ts($2)"
-                                  " AND received_at < @ts($3)");
+  struct db_stmt *st =
+      db_prepare(tx,
+                 "SELECT count(*), coalesce(sum(CASE WHEN type = 'llm_call' THEN 1 ELSE 0 END), 0),"
+                 " coalesce(sum(cost_nano), 0) FROM events"
+                 " WHERE org_id = $1 AND received_at >= @ts($2)"
+                 " AND received_at < @ts($3)");
   if (!st) return KEEL_ESTORE;
   db_bind_uuid(st, 1, scope->org_id);
   db_bind_i64(st, 2, from_us);
