@@ -75,6 +75,10 @@ struct db_stmt *db_prepare(struct store_tx *tx, const char *sql) {
   return BE(tx)->prepare(tx, sql);
 }
 
+struct db_stmt *db_prepare_adhoc(struct store_tx *tx, const char *sql) {
+  return BE(tx)->prepare_adhoc(tx, sql);
+}
+
 int db_bind_text(struct db_stmt *st, int idx, const char *s) {
   return BE(st)->bind_text(st, idx, s);
 }

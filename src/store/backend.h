@@ -39,6 +39,7 @@ struct store_backend {
 
   /* db.h, one for one. */
   struct db_stmt *(*prepare)(struct store_tx *tx, const char *sql);
+  struct db_stmt *(*prepare_adhoc)(struct store_tx *tx, const char *sql);
   int (*bind_text)(struct db_stmt *st, int idx, const char *s);
   int (*bind_textn)(struct db_stmt *st, int idx, const char *s, size_t n);
   int (*bind_textn_nocopy)(struct db_stmt *st, int idx, const char *s, size_t n);

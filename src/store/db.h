@@ -32,6 +32,15 @@ enum { DB_ROW = 1, DB_DONE = 0 };
 /* Returns a ready statement or NULL (the error is logged; the transaction
  * should fail with KEEL_ESTORE). */
 struct db_stmt *db_prepare(struct store_tx *tx, const char *sql);
+/* As db_prepare, for a statement whose best plan depends on its values (a
+ * lookup by a list of keys; a join with an array of rows): on PostgreSQL it
+ * is never prepared but sent with its values at every db_step (PQexecParams:
+ * the unnamed statement, planned with the real values and the current
+ * statistics; a prepared statement's generic plan, made once, may keep a
+ * bad index choice from when the tables were empty). Its parameters' types
+ * are unknown to the client: text goes in text format (copied). On SQLite
+ * it is db_prepare. A given SQL text is always prepared one way. */
+struct db_stmt *db_prepare_adhoc(struct store_tx *tx, const char *sql);
 /* Binding: idx is 1-based. Strings and blobs are copied (transient). */
 int db_bind_text(struct db_stmt *st, int idx, const char *s); /* NULL → SQL NULL */
 int db_bind_textn(struct db_stmt *st, int idx, const char *s, size_t n);

@@ -1,6 +1,7 @@
 /*
  * test_pg_sql.c — the PostgreSQL backend's pure helpers: the portable-SQL
- * rewrite, bytea decoding, SQLSTATE mapping and URL redaction. No server.
+ * rewrite, bytea decoding, SQLSTATE mapping, URL redaction and array
+ * literals. No server.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "core/buf.h"
 #include "core/errors.h"
 #include "core/xmalloc.h"
 #include "store/pg/pg.h"
@@ -121,12 +123,98 @@ static void test_redact(void **state) {
   assert_null(strstr(small, "sec"));
 }
 
+/* An array of the given texts (NULL: SQL NULL). */
+static void expect_text_array(const char *const *items, size_t n, const char *want) {
+  struct buf b;
+  buf_init(&b, 1 << 20);
+  assert_int_equal(pg_array_begin(&b), 0);
+  for (size_t i = 0; i < n; i++) {
+    if (items[i]) {
+      assert_int_equal(pg_array_add_text(&b, items[i], strlen(items[i])), 0);
+    } else {
+      assert_int_equal(pg_array_add_null(&b), 0);
+    }
+  }
+  assert_int_equal(pg_array_end(&b), 0);
+  assert_string_equal(b.data, want);
+  assert_int_equal(b.len, strlen(want));
+  buf_free(&b);
+}
+
+static void test_array_text(void **state) {
+  (void)state;
+  expect_text_array(NULL, 0, "{}");
+  const char *one[] = {"a"};
+  expect_text_array(one, 1, "{\"a\"}");
+  /* Quotes and backslashes escaped; commas, braces, spaces, the word NULL
+   * and the empty string are plain text inside the quotes. */
+  const char *edge[] = {"say \"hi\"", "C:\\dir\\", "a,b", "{x}", " sp ", "NULL", "", NULL};
+  expect_text_array(
+      edge, 8,
+      "{\"say \\\"hi\\\"\",\"C:\\\\dir\\\\\",\"a,b\",\"{x}\",\" sp \",\"NULL\",\"\",NULL}");
+  /* UTF-8 bytes go as they are. */
+  const char *utf8[] = {"h\xc3\xa9llo", "\xe2\x9c\x93", "\xf0\x9f\x98\x80"};
+  expect_text_array(utf8, 3, "{\"h\xc3\xa9llo\",\"\xe2\x9c\x93\",\"\xf0\x9f\x98\x80\"}");
+  /* Canonical JSON, with its own escapes. */
+  const char *json[] = {"{\"a\":[1,2],\"b\":\"x\\\"y\\\\n\"}", "[]", "{}"};
+  expect_text_array(json, 3,
+                    "{\"{\\\"a\\\":[1,2],\\\"b\\\":\\\"x\\\\\\\"y\\\\\\\\n\\\"}\",\"[]\",\"{}\"}");
+  /* Only n bytes are taken. */
+  struct buf b;
+  buf_init(&b, 64);
+  pg_array_begin(&b);
+  assert_int_equal(pg_array_add_text(&b, "abcdef", 3), 0);
+  pg_array_end(&b);
+  assert_string_equal(b.data, "{\"abc\"}");
+  buf_free(&b);
+}
+
+static void test_array_numbers_bytea(void **state) {
+  (void)state;
+  struct buf b;
+  buf_init(&b, 1 << 10);
+  pg_array_begin(&b);
+  assert_int_equal(pg_array_add_i64(&b, 0), 0);
+  assert_int_equal(pg_array_add_i64(&b, -42), 0);
+  assert_int_equal(pg_array_add_i64(&b, INT64_MAX), 0);
+  assert_int_equal(pg_array_add_i64(&b, INT64_MIN), 0);
+  assert_int_equal(pg_array_add_null(&b), 0);
+  pg_array_end(&b);
+  assert_string_equal(b.data, "{0,-42,9223372036854775807,-9223372036854775808,NULL}");
+  buf_reset(&b);
+  const unsigned char bytes[] = {0x00, 0x0a, 0xff, 0x5c, 0x22};
+  pg_array_begin(&b);
+  assert_int_equal(pg_array_add_bytea(&b, bytes, sizeof(bytes)), 0);
+  assert_int_equal(pg_array_add_bytea(&b, bytes, 0), 0);
+  assert_int_equal(pg_array_add_null(&b), 0);
+  pg_array_end(&b);
+  /* Each element "\\x…": the array literal's escape of bytea's \x. */
+  assert_string_equal(b.data, "{\"\\\\x000aff5c22\",\"\\\\x\",NULL}");
+  buf_free(&b);
+}
+
+static void test_array_max(void **state) {
+  (void)state;
+  struct buf b;
+  buf_init(&b, 16);
+  assert_int_equal(pg_array_begin(&b), 0);
+  assert_int_equal(pg_array_add_text(&b, "abc", 3), 0); /* {"abc" */
+  assert_int_equal(pg_array_add_text(&b, "0123456789", 10), -1);
+  assert_string_equal(b.data, "{\"abc\""); /* unchanged */
+  unsigned char blob[32] = {0};
+  assert_int_equal(pg_array_add_bytea(&b, blob, sizeof(blob)), -1);
+  assert_string_equal(b.data, "{\"abc\"");
+  buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_params_kept), cmocka_unit_test(test_ts),
       cmocka_unit_test(test_us),          cmocka_unit_test(test_literals_untouched),
       cmocka_unit_test(test_unclosed),    cmocka_unit_test(test_bytea),
       cmocka_unit_test(test_sqlstate),    cmocka_unit_test(test_redact),
+      cmocka_unit_test(test_array_text),  cmocka_unit_test(test_array_numbers_bytea),
+      cmocka_unit_test(test_array_max),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -99,6 +99,7 @@ struct db_stmt {
   int row, nrows;
   int status; /* the failed execution's KEEL_E*, returned again */
   bool executed;
+  bool adhoc;             /* db_prepare_adhoc: never prepared, run with PQexecParams */
   struct blob_col *blobs; /* per column, allocated on first use */
   int nblobs;
 };
@@ -398,8 +399,11 @@ static void stmt_free(struct db_stmt *st) {
 }
 
 /* Prepares sql on c under a new name and learns the parameter types the
- * server inferred (they decide how text is sent, see bind_text_value). */
-static struct db_stmt *stmt_create(struct conn *c, const char *key) {
+ * server inferred (they decide how text is sent, see bind_text_value). An
+ * adhoc statement is only rewritten: it is sent with its values each time
+ * (PQexecParams, the unnamed statement), its parameter types unknown, so
+ * text goes in text format. */
+static struct db_stmt *stmt_create(struct conn *c, const char *key, bool adhoc) {
   int n = 0;
   char *text = pg_sql_rewrite(key, &n);
   if (!text) {
@@ -412,6 +416,16 @@ static struct db_stmt *stmt_create(struct conn *c, const char *key) {
   st->sql = text;
   st->conn = c;
   st->row = -1;
+  st->adhoc = adhoc;
+  if (adhoc) {
+    st->nparams = n;
+    st->params = xcalloc((size_t)n + 1, sizeof(*st->params));
+    st->types = xcalloc((size_t)n + 1, sizeof(*st->types));
+    st->values = xcalloc((size_t)n + 1, sizeof(*st->values));
+    st->lengths = xcalloc((size_t)n + 1, sizeof(*st->lengths));
+    st->formats = xcalloc((size_t)n + 1, sizeof(*st->formats));
+    return st;
+  }
   snprintf(st->name, sizeof(st->name), "keel_%u", ++c->next_name);
   PGresult *r = PQprepare(c->pg, st->name, text, 0, NULL);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -441,17 +455,22 @@ static struct db_stmt *stmt_create(struct conn *c, const char *key) {
   return st;
 }
 
-static struct db_stmt *pg_db_prepare(struct store_tx *tx, const char *sql) {
+static struct db_stmt *stmt_get(struct store_tx *tx, const char *sql, bool adhoc) {
   struct conn *c = tx->conn;
   size_t i = slot_of(sql);
   while (c->cache[i] && c->cache[i]->key != sql) i = (i + 1) & (STMT_CACHE_SLOTS - 1);
   struct db_stmt *st = c->cache[i];
   if (!st) {
     KEEL_ASSERT(c->ncached < STMT_CACHE_SLOTS / 2);
-    st = stmt_create(c, sql);
+    st = stmt_create(c, sql, adhoc);
     if (!st) return NULL;
     c->cache[i] = st;
     c->ncached++;
+  }
+  if (st->adhoc != adhoc) {
+    log_error("store.prepare_failed", LS("error", "statement used both prepared and adhoc"),
+              LS("sql", st->sql));
+    return NULL;
   }
   st->tx = tx;
   /* Remember it so it is reset when the transaction function returns. */
@@ -464,6 +483,15 @@ static struct db_stmt *pg_db_prepare(struct store_tx *tx, const char *sql) {
   KEEL_ASSERT(tx->nused < TX_STMTS_MAX);
   tx->used[tx->nused++] = st;
   return st;
+}
+
+static struct db_stmt *pg_db_prepare(struct store_tx *tx, const char *sql) {
+  return stmt_get(tx, sql, false);
+}
+
+/* db_prepare_adhoc: planned for its values at every run (store/db.h). */
+static struct db_stmt *pg_db_prepare_adhoc(struct store_tx *tx, const char *sql) {
+  return stmt_get(tx, sql, true);
 }
 
 static struct param *param_at(struct db_stmt *st, int idx) {
@@ -598,8 +626,10 @@ static int pg_db_step(struct db_stmt *st) {
       st->formats[i] = st->params[i].format;
     }
     st->executed = true;
-    st->res = PQexecPrepared(st->conn->pg, st->name, st->nparams, st->values, st->lengths,
-                             st->formats, 0);
+    st->res = st->adhoc ? PQexecParams(st->conn->pg, st->sql, st->nparams, NULL, st->values,
+                                       st->lengths, st->formats, 0)
+                        : PQexecPrepared(st->conn->pg, st->name, st->nparams, st->values,
+                                         st->lengths, st->formats, 0);
     if (!result_ok(st->res)) {
       st->status = result_status(st->res, st->sql);
       PQclear(st->res);
@@ -1305,6 +1335,7 @@ const struct store_backend store_backend_postgres = {
     .write_queue_depth = pg_write_queue_depth,
     .fail_next_writes = pg_fail_next_writes,
     .prepare = pg_db_prepare,
+    .prepare_adhoc = pg_db_prepare_adhoc,
     .bind_text = pg_db_bind_text,
     .bind_textn = pg_db_bind_textn,
     .bind_textn_nocopy = pg_db_bind_textn_nocopy,

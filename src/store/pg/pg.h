@@ -7,6 +7,9 @@
 #define KEEL_STORE_PG_PG_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+struct buf;
 
 /*
  * Rewrites keel's portable SQL (store/db.h) for PostgreSQL: "$N" is kept,
@@ -39,5 +42,25 @@ int pg_sqlstate_status(const char *sqlstate);
  * NUL-terminates (cut when out is too small).
  */
 void pg_url_redact(const char *url, char *out, size_t n);
+
+/*
+ * PostgreSQL array literals ("{…}", the text input form of a one-dimensional
+ * array), built into a struct buf to bind a whole column of rows as one
+ * parameter (CAST($n AS text[]) and unnest). pg_array_begin appends "{",
+ * each pg_array_add_* one element (with the separating comma), and
+ * pg_array_end "}". Text is always double-quoted with '\' and '"'
+ * backslash-escaped, so commas, braces, spaces, empty strings and the word
+ * NULL stay text; NULL is the unquoted SQL NULL; a bytea element is its hex
+ * input form ("\\x0a1b", the backslash escaped). The text must not hold
+ * a NUL byte (a text-format parameter is a C string). Each returns 0, or -1
+ * when the buf's maximum would be passed (the buf is then unspecified: start
+ * again or give up).
+ */
+int pg_array_begin(struct buf *b);
+int pg_array_add_text(struct buf *b, const char *s, size_t n);
+int pg_array_add_null(struct buf *b);
+int pg_array_add_i64(struct buf *b, int64_t v);
+int pg_array_add_bytea(struct buf *b, const void *p, size_t n);
+int pg_array_end(struct buf *b);
 
 #endif

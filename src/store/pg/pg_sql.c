@@ -5,6 +5,7 @@
  */
 #include "store/pg/pg.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include "core/buf.h"
@@ -172,4 +173,68 @@ void pg_url_redact(const char *url, char *out, size_t n) {
     p = hit + 9 + strcspn(hit + 9, "& ");
   }
   out[at] = '\0';
+}
+
+/* --- array literals ------------------------------------------------------ */
+
+int pg_array_begin(struct buf *b) {
+  return buf_putc(b, '{');
+}
+
+int pg_array_end(struct buf *b) {
+  return buf_putc(b, '}');
+}
+
+/* The comma before every element but the first (the array so far ends with
+ * its '{' only when empty: an element never ends with one, quoted text
+ * ending with '"'). */
+static int separate(struct buf *b) {
+  if (b->len > 0 && b->data[b->len - 1] == '{') return 0;
+  return buf_putc(b, ',');
+}
+
+int pg_array_add_text(struct buf *b, const char *s, size_t n) {
+  /* At most 2 bytes a byte, the quotes and the comma: reserved at once so
+   * the loop below cannot fail half-way. */
+  if (n > (SIZE_MAX - 3) / 2 || buf_reserve(b, 2 * n + 3) != 0) return -1;
+  separate(b);
+  char *out = b->data + b->len;
+  *out++ = '"';
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (c == '"' || c == '\\') *out++ = '\\';
+    *out++ = c;
+  }
+  *out++ = '"';
+  b->len = (size_t)(out - b->data);
+  b->data[b->len] = '\0';
+  return 0;
+}
+
+int pg_array_add_null(struct buf *b) {
+  if (separate(b) != 0) return -1;
+  return buf_append(b, "NULL", 4);
+}
+
+int pg_array_add_i64(struct buf *b, int64_t v) {
+  if (separate(b) != 0) return -1;
+  return buf_printf(b, "%" PRId64, v);
+}
+
+int pg_array_add_bytea(struct buf *b, const void *p, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  if (n > (SIZE_MAX - 6) / 2 || buf_reserve(b, 2 * n + 6) != 0) return -1;
+  separate(b);
+  char *out = b->data + b->len;
+  memcpy(out, "\"\\\\x", 4); /* "\\x: the bytea's backslash, escaped */
+  out += 4;
+  const unsigned char *u = p;
+  for (size_t i = 0; i < n; i++) {
+    *out++ = hex[u[i] >> 4];
+    *out++ = hex[u[i] & 15];
+  }
+  *out++ = '"';
+  b->len = (size_t)(out - b->data);
+  b->data[b->len] = '\0';
+  return 0;
 }

@@ -889,6 +889,7 @@ const struct store_backend store_backend_sqlite = {
     .write_queue_depth = sq_write_queue_depth,
     .fail_next_writes = sq_fail_next_writes,
     .prepare = sq_db_prepare,
+    .prepare_adhoc = sq_db_prepare, /* SQLite plans with the values at every step */
     .bind_text = sq_db_bind_text,
     .bind_textn = sq_db_bind_textn,
     .bind_textn_nocopy = sq_db_bind_textn_nocopy,
