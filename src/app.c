@@ -168,6 +168,7 @@ int app_store_open(const struct config *cfg, bool migrate, struct store **out) {
                              .migrate_on_open = migrate,
                              .pool_size = (int)cfg->postgres_pool_size,
                              .app_role = cfg->postgres_app_role,
+                             .no_prepare = !cfg->postgres_prepared_statements,
 #ifdef KEEL_TEST_HOOKS
                              /* the leakage test's control only: never in a release build */
                              .leaky_scope = cfg->dev && cfg->postgres_test_leaky_scope

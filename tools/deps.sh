@@ -17,7 +17,7 @@ PACKAGES=(
   # tests: cmocka units, pytest black-box tests run with Debian's /usr/bin/python3
   libcmocka-dev python3-pytest python3-requests python3-psycopg2
   # services the tests start on their own ports (sqlite3 is the CLI for debugging)
-  postgresql redis-server sqlite3
+  postgresql pgbouncer redis-server sqlite3
   # robustness gates and style: valgrind, clang sanitizers/libFuzzer, clang-format
   valgrind clang libclang-rt-14-dev clang-format procps
   # benchmark: load generator and the reference server

@@ -97,6 +97,8 @@ static const struct config_setting settings[] = {
             "PostgreSQL connections for reads (the writer has one more)"),
     STR_ROW("postgres.app_role", postgres_app_role, "keel_app",
             "role `keel migrate` grants the server's privileges to"),
+    BOOL_ROW("postgres.prepared_statements", postgres_prepared_statements, "true",
+             "prepare statements once per connection; false behind a transaction-mode pooler"),
     BOOL_ROW("postgres.test_leaky_scope", postgres_test_leaky_scope, "false",
              "test builds with --dev only: session-level tenant setting (broken isolation)"),
     INT_ROW("usage.job_interval_s", usage_job_interval_s, "300", 1, 86400,

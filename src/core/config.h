@@ -54,6 +54,7 @@ struct config {
   bool metering_enabled;                  /* metering.enabled: usage records and quotas */
   int64_t postgres_pool_size;             /* postgres.pool_size: reader connections */
   char *postgres_app_role;                /* postgres.app_role: granted by keel migrate */
+  bool postgres_prepared_statements;      /* postgres.prepared_statements */
   bool postgres_test_leaky_scope;         /* postgres.test_leaky_scope: control test hook */
   int64_t usage_job_interval_s;           /* usage.job_interval_s: rollover/refresh jobs */
 };

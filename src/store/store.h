@@ -51,6 +51,11 @@ struct store_options {
   /* PostgreSQL only. */
   int pool_size;        /* reader connections (0: 8); the writer has its own */
   const char *app_role; /* role granted the app's privileges by store_migrate ("": keel_app) */
+  /* Send every statement with its values (the unnamed statement) instead of
+   * preparing it once per connection: for a transaction-mode pooler
+   * (PgBouncer before 1.21), which hands each transaction any server
+   * connection, where a statement prepared on another one does not exist. */
+  bool no_prepare;
   /* Test hook (test builds only): set the org with a session-level SET that
    * outlives the transaction on its pooled connection, instead of
    * set_config(…, true) — deliberately broken isolation, so the leakage test

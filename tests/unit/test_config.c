@@ -85,6 +85,7 @@ static const struct {
     {"metering.enabled", CONFIG_BOOL, "true", 0, 0},
     {"postgres.pool_size", CONFIG_INT, "8", 1, 256},
     {"postgres.app_role", CONFIG_STRING, "keel_app", 0, 0},
+    {"postgres.prepared_statements", CONFIG_BOOL, "true", 0, 0},
     {"postgres.test_leaky_scope", CONFIG_BOOL, "false", 0, 0},
     {"usage.job_interval_s", CONFIG_INT, "300", 1, 86400},
 };

@@ -152,6 +152,7 @@ struct store {
   char *url;
   char *app_role;
   bool leaky_scope;
+  bool no_prepare; /* store_options.no_prepare: every statement adhoc */
   int latest_version;
 
   struct conn *writer;
@@ -493,7 +494,7 @@ static struct db_stmt *stmt_get(struct store_tx *tx, const char *sql, bool adhoc
 }
 
 static struct db_stmt *pg_db_prepare(struct store_tx *tx, const char *sql) {
-  return stmt_get(tx, sql, false);
+  return stmt_get(tx, sql, tx->s->no_prepare);
 }
 
 /* db_prepare_adhoc: planned for its values at every run (store/db.h). */
@@ -1276,6 +1277,7 @@ static int pg_open(const struct store_options *opt, struct store **out, char *er
   s->be = &store_backend_postgres;
   s->url = xstrdup(opt->url);
   s->app_role = xstrdup(opt->app_role ? opt->app_role : "");
+  s->no_prepare = opt->no_prepare;
 #ifdef KEEL_TEST_HOOKS
   s->leaky_scope = opt->leaky_scope;
   if (s->leaky_scope)
