@@ -42,8 +42,8 @@
 #include "store/pg/pg.h"
 #include "store/store.h"
 
-#define STMT_CACHE_SLOTS 512  /* power of two; more statements than this is a bug */
-#define TX_STMTS_MAX     64   /* statements one transaction function may use */
+#define STMT_CACHE_SLOTS 512 /* power of two; more statements than this is a bug */
+#define TX_STMTS_MAX     64  /* statements one transaction function may use */
 /* Jobs grouped into one transaction. Each job runs in a SAVEPOINT, and a
  * savepoint that writes is a subtransaction with an xid of its own. A
  * backend caches at most 64 subtransaction xids (PGPROC_MAX_CACHED_SUBXIDS);

@@ -614,7 +614,8 @@ static int sq_write(struct store *s, store_tx_fn fn, void *arg) {
   return job.rc;
 }
 
-static int sq_write_async(struct store *s, store_tx_fn fn, void *arg, void (*done)(void *arg, int rc)) {
+static int sq_write_async(struct store *s, store_tx_fn fn, void *arg,
+                          void (*done)(void *arg, int rc)) {
   KEEL_ASSERT(fn != NULL && done != NULL);
   struct write_job *job = xcalloc(1, sizeof(*job));
   job->fn = fn;
