@@ -1079,7 +1079,7 @@ static int current_version(struct conn *c, int *out) {
   PGresult *r = PQexec(c->pg, "SELECT coalesce(max(version), 0) FROM schema_migrations");
   int rc = 0;
   if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-    *out = atoi(PQgetvalue(r, 0, 0));
+    *out = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
   } else {
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     if (!state || strcmp(state, "42P01") != 0) { /* 42P01: undefined_table */
