@@ -251,7 +251,12 @@ static int series_tx(struct store_tx *tx, void *arg) {
   for (size_t i = 0; i < j->n; i++) sketch_free(&j->cells[i].latency);
   j->n = 0;
   if (j->slots) memset(j->slots, 0, j->nslots * sizeof(*j->slots));
-  return store_analytics_hours(tx, &j->ctx->scope, NULL, j->from, j->to, series_row, j);
+  static const enum analytics_series store_kind[] = {[SERIES_COSTS] = ANALYTICS_SERIES_COSTS,
+                                                     [SERIES_TOKENS] = ANALYTICS_SERIES_TOKENS,
+                                                     [SERIES_LATENCY] = ANALYTICS_SERIES_LATENCY,
+                                                     [SERIES_ERRORS] = ANALYTICS_SERIES_ERRORS};
+  return store_analytics_series(tx, &j->ctx->scope, store_kind[j->kind],
+                                j->group_by == GROUP_API_KEY, j->from, j->to, series_row, j);
 }
 
 static int cell_cmp(const void *a, const void *b) {

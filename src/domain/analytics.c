@@ -36,17 +36,9 @@ static uint16_t sketch_key(double v) {
   return (uint16_t)key;
 }
 
-/* Adds count to the bucket key (kept sorted). */
-static void sketch_add_bin(struct sketch *s, uint16_t key, uint64_t count) {
-  size_t lo = 0, hi = s->n;
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    if (s->bins[mid].key < key) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
+/* Adds count to the bucket key at position lo, the first bin whose key is
+ * not below it (kept sorted). */
+static void sketch_add_at(struct sketch *s, size_t lo, uint16_t key, uint64_t count) {
   s->count += count;
   if (lo < s->n && s->bins[lo].key == key) {
     s->bins[lo].count += count;
@@ -61,12 +53,45 @@ static void sketch_add_bin(struct sketch *s, uint16_t key, uint64_t count) {
   s->n++;
 }
 
+/* The first bin of s at or after position from whose key is not below key. */
+static size_t sketch_lower_bound(const struct sketch *s, size_t from, uint16_t key) {
+  size_t lo = from, hi = s->n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (s->bins[mid].key < key) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+/* Adds count to the bucket key (kept sorted). */
+static void sketch_add_bin(struct sketch *s, uint16_t key, uint64_t count) {
+  sketch_add_at(s, sketch_lower_bound(s, 0, key), key, count);
+}
+
 void sketch_add(struct sketch *s, double value_ms) {
   sketch_add_bin(s, sketch_key(value_ms), 1);
 }
 
+/* Keys arrive in ascending order: each search starts at the previous
+ * key's bin, and steps on linearly (the usual case: the next bin or a few
+ * after) before falling back to a binary search. */
+static size_t sketch_seek(const struct sketch *s, size_t pos, uint16_t key) {
+  for (int i = 0; i < 4; i++, pos++) {
+    if (pos >= s->n || s->bins[pos].key >= key) return pos;
+  }
+  return sketch_lower_bound(s, pos, key);
+}
+
 void sketch_merge(struct sketch *dst, const struct sketch *src) {
-  for (size_t i = 0; i < src->n; i++) sketch_add_bin(dst, src->bins[i].key, src->bins[i].count);
+  size_t pos = 0;
+  for (size_t i = 0; i < src->n; i++) {
+    pos = sketch_seek(dst, pos, src->bins[i].key);
+    sketch_add_at(dst, pos, src->bins[i].key, src->bins[i].count);
+  }
 }
 
 static int put_varint(struct buf *out, uint64_t v) {
@@ -105,13 +130,15 @@ int sketch_encode(const struct sketch *s, struct buf *out) {
 int sketch_decode_merge(struct sketch *dst, const void *p, size_t n) {
   const uint8_t *c = p, *end = c + n;
   uint64_t bins, key = 0;
+  size_t pos = 0;
   if (get_varint(&c, end, &bins) != 0 || bins > ANALYTICS_SKETCH_KEYS) return -1;
   for (uint64_t i = 0; i < bins; i++) {
     uint64_t delta, count;
     if (get_varint(&c, end, &delta) != 0 || get_varint(&c, end, &count) != 0) return -1;
     key += delta;
     if (key >= ANALYTICS_SKETCH_KEYS) return -1;
-    sketch_add_bin(dst, (uint16_t)key, count);
+    pos = sketch_seek(dst, pos, (uint16_t)key); /* keys ascend: delta ≥ 0 */
+    sketch_add_at(dst, pos, (uint16_t)key, count);
   }
   return c == end ? 0 : -1;
 }

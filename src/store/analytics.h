@@ -3,10 +3,12 @@
  * R-QRY-7; docs/analytics.md). Every function is scoped by the org and
  * walks an index that starts with org_id:
  *   - hourly rollups over a range: rollup_hourly's primary key
- *     (org_id, hour, …); one agent's: rollup_hourly_agent (org_id, agent_id,
- *     hour);
+ *     (org_id, hour, …), every column or one series route's
+ *     (store_analytics_series); one agent's: rollup_hourly_agent (org_id,
+ *     agent_id, hour);
  *   - an agent's tools: rollup_tools' primary key (org_id, agent_id, hour, …);
- *   - an agent's sessions by start: sessions_agent_started;
+ *   - an agent's sessions by start: sessions_agent_started, which holds
+ *     ended_at and status (migration 0011: no table reads);
  *   - agents: analytics_agents' primary key; events of one type over a
  *     range (funnels): events_type_ts; cohorts: analytics_users_first, then
  *     analytics_user_weeks' primary key per user.
@@ -41,6 +43,27 @@ typedef int (*analytics_hour_fn)(const struct analytics_hour_row *r, void *arg);
 /* Rows with from ≤ hour < to; agent_id NULL: every agent. */
 int store_analytics_hours(struct store_tx *tx, const struct org_scope *scope, const char *agent_id,
                           int64_t from_us, int64_t to_us, analytics_hour_fn fn, void *arg);
+
+/*
+ * The org's rows with from ≤ hour < to for one series route, decoding only
+ * what it shows (the other counters of the row are 0):
+ *   COSTS    llm_calls, cost_nano; rows with llm_calls > 0
+ *   TOKENS   llm_calls and the five token counters; rows with llm_calls > 0
+ *   LATENCY  llm_calls, latency_count, latency_sum_us, latency_hist; rows
+ *            with llm_calls > 0 and latency_count > 0
+ *   ERRORS   events, errors and its four kinds; every row
+ * hour, agent_id, model and provider are always set; api_key_id only with
+ * key_ids (else "").
+ */
+enum analytics_series {
+  ANALYTICS_SERIES_COSTS,
+  ANALYTICS_SERIES_TOKENS,
+  ANALYTICS_SERIES_LATENCY,
+  ANALYTICS_SERIES_ERRORS
+};
+int store_analytics_series(struct store_tx *tx, const struct org_scope *scope,
+                           enum analytics_series kind, bool key_ids, int64_t from_us, int64_t to_us,
+                           analytics_hour_fn fn, void *arg);
 
 struct analytics_tool_row {
   const char *tool_name;
