@@ -57,6 +57,9 @@ static int parse_member_cursor(char *cursor, struct member_list *l) {
   if (!dot) return -1;
   *dot = '\0';
   if (slice_to_i64(slice_from_cstr(cursor), &l->after_joined) != 0) return -1;
+  /* A join time is after 1970 and before the year 10000; anything else was
+   * not made here (and is out of range for a PostgreSQL timestamp). */
+  if (l->after_joined < 0 || l->after_joined >= INT64_C(253402300800000000)) return -1;
   l->after_user = dot + 1;
   return id_valid(slice_from_cstr(l->after_user)) ? 0 : -1;
 }

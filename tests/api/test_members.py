@@ -3,6 +3,7 @@ leave, transfer ownership; admins and owners; the last owner; every change
 audited.
 """
 
+import base64
 import json
 
 import pytest
@@ -51,7 +52,14 @@ def test_list_fields_order_and_pages(server):
                                     params={"limit": 3, "cursor": p1["next_cursor"]}).json()
     assert [m["user_id"] for m in p1["data"] + p2["data"]] == [m["user_id"] for m in data]
     assert p2["next_cursor"] is None
-    for bad in ({"limit": 0}, {"limit": 201}, {"cursor": "eHl6"}):
+    # A forged cursor whose join time no timestamp can hold (year 10000 and
+    # later, or before 1970) is refused, not passed to the store.
+    def forged(joined):
+        text = f"{joined}.{owner['id']}".encode()
+        return base64.urlsafe_b64encode(text).decode().rstrip("=")
+
+    for bad in ({"limit": 0}, {"limit": 201}, {"cursor": "eHl6"},
+                {"cursor": forged(9223372036854775807)}, {"cursor": forged(-1)}):
         assert_problem(team.sessions["owner"].get(team.url("/members"), params=bad), 400,
                        "invalid_parameter")
 
