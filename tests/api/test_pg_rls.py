@@ -245,6 +245,37 @@ def test_lint_sees_every_tenant_table(world):
     assert protected >= len(TENANT_TABLES) + 3 * 5
 
 
+def test_lint_fires_on_each_broken_rule(fresh):
+    """Each rule of the lint, broken on purpose in a scratch database: a
+    table with org_id and no RLS, one with RLS not forced, a FOR ALL policy
+    without WITH CHECK (next to an INSERT policy that has one), a table owned
+    by the app role, a plain view."""
+    db, _ = fresh
+    su = pgtest.connect(pgtest.SUPER, db, autocommit=True)
+    try:
+        with su.cursor() as cur:
+            cur.execute("CREATE TABLE lint_open (org_id uuid, x int)")
+            cur.execute("CREATE TABLE lint_unforced (org_id uuid)")
+            cur.execute("ALTER TABLE lint_unforced ENABLE ROW LEVEL SECURITY")
+            cur.execute("CREATE TABLE lint_nocheck (org_id uuid)")
+            cur.execute("ALTER TABLE lint_nocheck ENABLE ROW LEVEL SECURITY")
+            cur.execute("ALTER TABLE lint_nocheck FORCE ROW LEVEL SECURITY")
+            cur.execute("CREATE POLICY lint_ins ON lint_nocheck FOR INSERT WITH CHECK (true)")  # fine
+            cur.execute("CREATE POLICY lint_all ON lint_nocheck USING (true)")
+            cur.execute("CREATE TABLE lint_owned (id int)")
+            cur.execute(f"ALTER TABLE lint_owned OWNER TO {pgtest.APP}")
+            cur.execute("CREATE VIEW lint_view AS SELECT 1 AS one")
+        owner = pgtest.connect(pgtest.OWNER, db, autocommit=False)
+        try:
+            problems = "\n".join(rls_problems(owner))
+        finally:
+            owner.close()
+    finally:
+        su.close()
+    for needle in ("lint_open", "lint_unforced", "policy lint_all", "lint_owned", "view lint_view"):
+        assert needle in problems, (needle, problems)
+
+
 # --- direct SQL as the app role ---------------------------------------------------------
 
 
