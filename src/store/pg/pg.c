@@ -41,6 +41,7 @@
 #include "store/db.h"
 #include "store/pg/pg.h"
 #include "store/store.h"
+#include "store/writeq.h"
 
 #define STMT_CACHE_SLOTS 512 /* power of two; more statements than this is a bug */
 #define TX_STMTS_MAX     64  /* statements one transaction function may use */
@@ -137,16 +138,6 @@ struct store_tx {
   int64_t changes;
 };
 
-/* A queued write (see sqlite.c: the same life cycle). */
-struct write_job {
-  store_tx_fn fn;
-  void *arg;
-  void (*on_done)(void *arg, int rc); /* NULL: a synchronous job */
-  int rc;
-  bool done;
-  struct write_job *next;
-};
-
 struct store {
   const struct store_backend *be; /* first: store/backend.h */
   char *url;
@@ -156,26 +147,15 @@ struct store {
   int latest_version;
 
   struct conn *writer;
-  pthread_t writer_thread;
-  pthread_mutex_t mu;
-  pthread_cond_t job_cv;  /* writer waits for jobs */
-  pthread_cond_t done_cv; /* callers wait for completion */
-  struct write_job *head, *tail;
-  size_t queued;
-  bool stopping;
+  struct writeq q; /* the writer thread, its queue, the write generation */
 
   pthread_mutex_t pool_mu;
   pthread_cond_t pool_cv;
   struct conn **pool; /* pool_size slots, NULL until first needed */
   bool *pool_taken;   /* a slot is in use (its connection may be opening) */
   int pool_size;
-
-  atomic_uint fail_writes;
-  atomic_uint_fast64_t write_generation;
 };
 
-/* The store whose writer runs on this thread (nested writes run inline). */
-static __thread struct store *writer_of;
 /* The reader connection this thread holds inside store_read (a nested
  * store_read reuses it instead of waiting on a pool it may have drained). */
 static __thread struct store *reading_store;
@@ -872,21 +852,12 @@ static int pg_read(struct store *s, store_tx_fn fn, void *arg) {
 
 /* --- the writer --------------------------------------------------------- */
 
-static void write_generation_bump(struct store *s) {
-  atomic_fetch_add_explicit(&s->write_generation, 1, memory_order_release);
-}
-
 static uint64_t pg_write_generation(struct store *s) {
-  return atomic_load_explicit(&s->write_generation, memory_order_acquire);
+  return writeq_generation(&s->q);
 }
 
 static int run_job(struct store *s, struct write_job *j) {
-#ifdef KEEL_TEST_HOOKS
-  unsigned f = atomic_load(&s->fail_writes);
-  while (f > 0 && !atomic_compare_exchange_weak(&s->fail_writes, &f, f - 1)) {
-  }
-  if (f > 0) return KEEL_ESTORE;
-#endif
+  if (writeq_take_failure(&s->q)) return KEEL_ESTORE;
   struct store_tx tx = {.be = &store_backend_postgres, .s = s, .conn = s->writer};
   int rc = j->fn(&tx, j->arg);
   tx_release(&tx);
@@ -905,7 +876,8 @@ static int run_job(struct store *s, struct write_job *j) {
  * A savepoint rolled back to stays established, so the next job reuses it;
  * after a success the release and the next savepoint go in one round trip.
  */
-static void write_batch(struct store *s, struct write_job *batch) {
+static int run_group(void *backend, struct write_job *batch) {
+  struct store *s = backend;
   struct conn *w = s->writer;
   int rc = conn_check(w) ? 0 : KEEL_ESTORE;
   memset(&w->ctx, 0, sizeof(w->ctx));
@@ -929,140 +901,32 @@ static void write_batch(struct store *s, struct write_job *batch) {
   if (rc == 0) rc = conn_commit(w);
   if (rc && PQtransactionStatus(w->pg) != PQTRANS_IDLE) conn_exec(w, "ROLLBACK");
   memset(&w->ctx, 0, sizeof(w->ctx));
-  /* Before any job of the batch is told it is done (writer_main), so its
-   * caller's next request already sees the new generation. */
-  if (rc == 0) write_generation_bump(s);
-  if (rc) {
-    /* Nothing committed: every job fails, run or not. */
-    for (j = batch; j; j = j->next) {
-      if (j->rc == 0) j->rc = KEEL_ESTORE;
-    }
-  }
-}
-
-/* Tells every job of a finished batch that it is done: waiters first (a
- * synchronous job's memory is its caller's, so its link is read before it is
- * marked done), then the asynchronous callbacks, outside the lock. */
-static void batch_finish(struct store *s, struct write_job *batch) {
-  struct write_job *waiters = NULL, *async = NULL, **async_tail = &async;
-  for (struct write_job *j = batch, *next; j; j = next) {
-    next = j->next;
-    if (j->on_done) {
-      j->next = NULL;
-      *async_tail = j;
-      async_tail = &j->next;
-    } else {
-      j->next = waiters;
-      waiters = j;
-    }
-  }
-  if (waiters) {
-    pthread_mutex_lock(&s->mu);
-    for (struct write_job *j = waiters, *next; j; j = next) {
-      next = j->next;
-      j->done = true;
-    }
-    pthread_cond_broadcast(&s->done_cv);
-    pthread_mutex_unlock(&s->mu);
-  }
-  for (struct write_job *j = async, *next; j; j = next) {
-    next = j->next;
-    j->on_done(j->arg, j->rc);
-    xfree(j);
-  }
-}
-
-static void *writer_main(void *arg) {
-  struct store *s = arg;
-  writer_of = s;
-  pthread_setname_np(pthread_self(), "keel-writer");
-  pthread_mutex_lock(&s->mu);
-  for (;;) {
-    while (!s->head && !s->stopping) pthread_cond_wait(&s->job_cv, &s->mu);
-    if (!s->head && s->stopping) break;
-    struct write_job *batch = s->head, *last = s->head;
-    size_t n = 1;
-    while (last->next && n < WRITER_BATCH_MAX) {
-      last = last->next;
-      n++;
-    }
-    s->head = last->next;
-    if (!s->head) s->tail = NULL;
-    last->next = NULL;
-    s->queued -= n;
-    pthread_mutex_unlock(&s->mu);
-
-    write_batch(s, batch);
-    batch_finish(s, batch);
-    pthread_mutex_lock(&s->mu);
-  }
-  pthread_mutex_unlock(&s->mu);
-  return NULL;
+  return rc;
 }
 
 static int pg_write(struct store *s, store_tx_fn fn, void *arg) {
-  if (writer_of == s) {
+  if (writeq_on_writer(&s->q)) {
     /* Nested write from inside a write job: already in the transaction. */
     struct store_tx tx = {.be = &store_backend_postgres, .s = s, .conn = s->writer};
     int rc = fn(&tx, arg);
     tx_release(&tx);
-    if (rc == 0) write_generation_bump(s);
+    if (rc == 0) writeq_generation_bump(&s->q);
     return rc;
   }
-  struct write_job job = {.fn = fn, .arg = arg};
-  pthread_mutex_lock(&s->mu);
-  if (s->stopping) {
-    pthread_mutex_unlock(&s->mu);
-    return KEEL_EBUSY;
-  }
-  if (s->tail) {
-    s->tail->next = &job;
-  } else {
-    s->head = &job;
-  }
-  s->tail = &job;
-  s->queued++;
-  pthread_cond_signal(&s->job_cv);
-  while (!job.done) pthread_cond_wait(&s->done_cv, &s->mu);
-  pthread_mutex_unlock(&s->mu);
-  return job.rc;
+  return writeq_write(&s->q, fn, arg);
 }
 
 static int pg_write_async(struct store *s, store_tx_fn fn, void *arg,
                           void (*done)(void *arg, int rc)) {
-  KEEL_ASSERT(fn != NULL && done != NULL);
-  struct write_job *job = xcalloc(1, sizeof(*job));
-  job->fn = fn;
-  job->arg = arg;
-  job->on_done = done;
-  pthread_mutex_lock(&s->mu);
-  if (s->stopping) {
-    pthread_mutex_unlock(&s->mu);
-    xfree(job);
-    return KEEL_EBUSY;
-  }
-  /* Queued even from the writer thread: it runs in a later group. */
-  if (s->tail) {
-    s->tail->next = job;
-  } else {
-    s->head = job;
-  }
-  s->tail = job;
-  s->queued++;
-  pthread_cond_signal(&s->job_cv);
-  pthread_mutex_unlock(&s->mu);
-  return 0;
+  return writeq_write_async(&s->q, fn, arg, done);
 }
 
 static size_t pg_write_queue_depth(struct store *s) {
-  pthread_mutex_lock(&s->mu);
-  size_t n = s->queued;
-  pthread_mutex_unlock(&s->mu);
-  return n;
+  return writeq_depth(&s->q);
 }
 
 static void pg_fail_next_writes(struct store *s, unsigned n) {
-  atomic_store(&s->fail_writes, n);
+  writeq_fail_next(&s->q, n);
 }
 
 /* --- migrations --------------------------------------------------------- */
@@ -1197,7 +1061,7 @@ static int apply_migrations(struct store *s, struct conn *c, int *applied, char 
     conn_exec(c, "ROLLBACK");
     return KEEL_ESTORE;
   }
-  write_generation_bump(s);
+  writeq_generation_bump(&s->q);
   if (applied) *applied = n;
   if (n > 0) log_info("store.migrated", LI("applied", n), LI("version", s->latest_version));
   return 0;
@@ -1239,9 +1103,6 @@ static void store_free(struct store *s) {
   for (int i = 0; i < s->pool_size; i++) conn_close(s->pool[i]);
   xfree(s->pool);
   xfree(s->pool_taken);
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->job_cv);
-  pthread_cond_destroy(&s->done_cv);
   pthread_mutex_destroy(&s->pool_mu);
   pthread_cond_destroy(&s->pool_cv);
   xfree(s->url);
@@ -1290,13 +1151,9 @@ static int pg_open(const struct store_options *opt, struct store **out, char *er
     int v = migration_version(migrations_postgres_files[i].name);
     if (v > s->latest_version) s->latest_version = v;
   }
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->job_cv, NULL);
-  pthread_cond_init(&s->done_cv, NULL);
+  writeq_init(&s->q, WRITER_BATCH_MAX, run_group, s);
   pthread_mutex_init(&s->pool_mu, NULL);
   pthread_cond_init(&s->pool_cv, NULL);
-  atomic_init(&s->fail_writes, 0);
-  atomic_init(&s->write_generation, 1);
 
   int rc = 0;
   s->writer = conn_open(s, err, errlen);
@@ -1308,7 +1165,7 @@ static int pg_open(const struct store_options *opt, struct store **out, char *er
     rc = migrate_on_open(s, err, errlen);
     if (rc) goto fail;
   }
-  if (pthread_create(&s->writer_thread, NULL, writer_main, s) != 0) {
+  if (writeq_start(&s->q) != 0) {
     snprintf(err, errlen, "cannot start the writer thread");
     rc = KEEL_EINTERNAL;
     goto fail;
@@ -1316,17 +1173,14 @@ static int pg_open(const struct store_options *opt, struct store **out, char *er
   *out = s;
   return 0;
 fail:
+  writeq_stop(&s->q);
   store_free(s);
   return rc;
 }
 
 static void pg_close(struct store *s) {
   if (!s) return;
-  pthread_mutex_lock(&s->mu);
-  s->stopping = true;
-  pthread_cond_signal(&s->job_cv);
-  pthread_mutex_unlock(&s->mu);
-  pthread_join(s->writer_thread, NULL);
+  writeq_stop(&s->q); /* every queued job runs first */
   store_free(s);
 }
 

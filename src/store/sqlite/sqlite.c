@@ -34,6 +34,7 @@
 #include "store/backend.h"
 #include "store/db.h"
 #include "store/store.h"
+#include "store/writeq.h"
 
 #define STMT_CACHE_SLOTS 512  /* power of two; more statements than this is a bug */
 #define TX_STMTS_MAX     64   /* statements one transaction function may use */
@@ -65,19 +66,6 @@ struct store_tx {
   size_t nused;
 };
 
-/* A queued write. A synchronous job (store_write) lives on its caller's
- * stack and is told it is done through done/done_cv; an asynchronous one
- * (store_write_async) is heap-allocated, owned by the queue, and has
- * on_done called on the writer thread after the commit, then freed. */
-struct write_job {
-  store_tx_fn fn;
-  void *arg;
-  void (*on_done)(void *arg, int rc); /* NULL: a synchronous job */
-  int rc;
-  bool done;
-  struct write_job *next;
-};
-
 struct store {
   const struct store_backend *be; /* first: store/backend.h */
   char *path;
@@ -86,13 +74,7 @@ struct store {
   int latest_version;
 
   struct conn *writer;
-  pthread_t writer_thread;
-  pthread_mutex_t mu;
-  pthread_cond_t job_cv;  /* writer waits for jobs */
-  pthread_cond_t done_cv; /* callers wait for completion */
-  struct write_job *head, *tail;
-  size_t queued;
-  bool stopping;
+  struct writeq q; /* the writer thread, its queue, the write generation */
 
   pthread_key_t reader_key;
   pthread_mutex_t readers_mu;
@@ -105,13 +87,7 @@ struct store {
   pthread_mutex_t ckpt_mu;
   pthread_cond_t ckpt_cv;
   bool ckpt_wanted, ckpt_stopping, ckpt_started;
-
-  atomic_uint fail_writes;
-  /* store_write_generation: bumped after every successful commit. */
-  atomic_uint_fast64_t write_generation;
 };
-
-static __thread bool on_writer_thread;
 
 /* --- connections -------------------------------------------------------- */
 
@@ -374,24 +350,15 @@ static int sq_read(struct store *s, store_tx_fn fn, void *arg) {
 /* --- the writer --------------------------------------------------------- */
 
 static int run_job(struct store *s, struct write_job *j) {
-#ifdef KEEL_TEST_HOOKS
-  unsigned f = atomic_load(&s->fail_writes);
-  while (f > 0 && !atomic_compare_exchange_weak(&s->fail_writes, &f, f - 1)) {
-  }
-  if (f > 0) return KEEL_ESTORE;
-#endif
+  if (writeq_take_failure(&s->q)) return KEEL_ESTORE;
   struct store_tx tx = {.be = &store_backend_sqlite, .s = s, .conn = s->writer};
   int rc = j->fn(&tx, j->arg);
   tx_release(&tx);
   return rc;
 }
 
-static void write_generation_bump(struct store *s) {
-  atomic_fetch_add_explicit(&s->write_generation, 1, memory_order_release);
-}
-
 static uint64_t sq_write_generation(struct store *s) {
-  return atomic_load_explicit(&s->write_generation, memory_order_acquire);
+  return writeq_generation(&s->q);
 }
 
 /* Runs one of the writer's own statements, prepared once (compiling
@@ -411,7 +378,10 @@ static int writer_exec(struct conn *w, sqlite3_stmt **st, const char *sql) {
   return 0;
 }
 
-static void write_batch(struct store *s, struct write_job *batch) {
+/* One group (writeq.h): BEGIN IMMEDIATE; per job SAVEPOINT … (RELEASE |
+ * ROLLBACK TO, RELEASE); COMMIT. */
+static int run_group(void *backend, struct write_job *batch) {
+  struct store *s = backend;
   struct conn *w = s->writer;
   int rc = conn_exec(w, "BEGIN IMMEDIATE");
   if (rc == 0) {
@@ -424,51 +394,7 @@ static void write_batch(struct store *s, struct write_job *batch) {
     rc = conn_exec(w, "COMMIT");
     if (rc) conn_exec(w, "ROLLBACK");
   }
-  /* Before any job of the batch is told it is done (writer_main), so its
-   * caller's next request already sees the new generation. */
-  if (rc == 0) write_generation_bump(s);
-  if (rc) {
-    for (struct write_job *j = batch; j; j = j->next) {
-      if (j->rc == 0) j->rc = KEEL_ESTORE;
-    }
-  }
-}
-
-/*
- * Tells every job of a committed (or failed) batch that it is done. The
- * batch is split first: a synchronous job's memory is its caller's and may
- * vanish as soon as it is marked done, so its link is never read after.
- * Waiters are woken first (they hold HTTP requests), then the asynchronous
- * callbacks run here on the writer thread, outside the lock (a callback may
- * queue more work), and their jobs are freed.
- */
-static void batch_finish(struct store *s, struct write_job *batch) {
-  struct write_job *waiters = NULL, *async = NULL, **async_tail = &async;
-  for (struct write_job *j = batch, *next; j; j = next) {
-    next = j->next;
-    if (j->on_done) {
-      j->next = NULL;
-      *async_tail = j;
-      async_tail = &j->next;
-    } else {
-      j->next = waiters;
-      waiters = j;
-    }
-  }
-  if (waiters) {
-    pthread_mutex_lock(&s->mu);
-    for (struct write_job *j = waiters, *next; j; j = next) {
-      next = j->next;
-      j->done = true;
-    }
-    pthread_cond_broadcast(&s->done_cv);
-    pthread_mutex_unlock(&s->mu);
-  }
-  for (struct write_job *j = async, *next; j; j = next) {
-    next = j->next;
-    j->on_done(j->arg, j->rc);
-    xfree(j);
-  }
+  return rc;
 }
 
 /* --- the checkpointer ---------------------------------------------------- *
@@ -555,101 +481,31 @@ static void checkpointer_stop(struct store *s) {
   pthread_cond_destroy(&s->ckpt_cv);
 }
 
-static void *writer_main(void *arg) {
-  struct store *s = arg;
-  on_writer_thread = true;
-  pthread_setname_np(pthread_self(), "keel-writer");
-  pthread_mutex_lock(&s->mu);
-  for (;;) {
-    while (!s->head && !s->stopping) pthread_cond_wait(&s->job_cv, &s->mu);
-    if (!s->head && s->stopping) break;
-    /* Take up to WRITER_BATCH_MAX jobs. */
-    struct write_job *batch = s->head, *last = s->head;
-    size_t n = 1;
-    while (last->next && n < WRITER_BATCH_MAX) {
-      last = last->next;
-      n++;
-    }
-    s->head = last->next;
-    if (!s->head) s->tail = NULL;
-    last->next = NULL;
-    s->queued -= n;
-    pthread_mutex_unlock(&s->mu);
-
-    write_batch(s, batch);
-    batch_finish(s, batch);
-    pthread_mutex_lock(&s->mu);
-  }
-  pthread_mutex_unlock(&s->mu);
-  return NULL;
-}
-
 static int sq_write(struct store *s, store_tx_fn fn, void *arg) {
-  if (on_writer_thread) {
+  if (writeq_on_writer(&s->q)) {
     /* Nested write from inside a write job: already in the transaction,
-     * whose commit moves the generation on (write_batch). Moving it here as
+     * whose commit moves the generation on (writeq). Moving it here as
      * well costs nothing and keeps "every write moves it" true locally. */
     struct store_tx tx = {.be = &store_backend_sqlite, .s = s, .conn = s->writer};
     int rc = fn(&tx, arg);
     tx_release(&tx);
-    if (rc == 0) write_generation_bump(s);
+    if (rc == 0) writeq_generation_bump(&s->q);
     return rc;
   }
-  struct write_job job = {.fn = fn, .arg = arg};
-  pthread_mutex_lock(&s->mu);
-  if (s->stopping) {
-    pthread_mutex_unlock(&s->mu);
-    return KEEL_EBUSY;
-  }
-  if (s->tail) {
-    s->tail->next = &job;
-  } else {
-    s->head = &job;
-  }
-  s->tail = &job;
-  s->queued++;
-  pthread_cond_signal(&s->job_cv);
-  while (!job.done) pthread_cond_wait(&s->done_cv, &s->mu);
-  pthread_mutex_unlock(&s->mu);
-  return job.rc;
+  return writeq_write(&s->q, fn, arg);
 }
 
 static int sq_write_async(struct store *s, store_tx_fn fn, void *arg,
                           void (*done)(void *arg, int rc)) {
-  KEEL_ASSERT(fn != NULL && done != NULL);
-  struct write_job *job = xcalloc(1, sizeof(*job));
-  job->fn = fn;
-  job->arg = arg;
-  job->on_done = done;
-  pthread_mutex_lock(&s->mu);
-  if (s->stopping) {
-    pthread_mutex_unlock(&s->mu);
-    xfree(job);
-    return KEEL_EBUSY;
-  }
-  /* Queued even when called from a write job on the writer thread: it then
-   * runs in a later group, after the current one commits. */
-  if (s->tail) {
-    s->tail->next = job;
-  } else {
-    s->head = job;
-  }
-  s->tail = job;
-  s->queued++;
-  pthread_cond_signal(&s->job_cv);
-  pthread_mutex_unlock(&s->mu);
-  return 0;
+  return writeq_write_async(&s->q, fn, arg, done);
 }
 
 static size_t sq_write_queue_depth(struct store *s) {
-  pthread_mutex_lock(&s->mu);
-  size_t n = s->queued;
-  pthread_mutex_unlock(&s->mu);
-  return n;
+  return writeq_depth(&s->q);
 }
 
 static void sq_fail_next_writes(struct store *s, unsigned n) {
-  atomic_store(&s->fail_writes, n);
+  writeq_fail_next(&s->q, n);
 }
 
 /* --- migrations --------------------------------------------------------- */
@@ -725,7 +581,7 @@ static int apply_migrations(struct store *s, struct conn *c, int *applied, char 
     conn_exec(c, "ROLLBACK");
     return KEEL_ESTORE;
   }
-  write_generation_bump(s); /* a direct write on its own connection */
+  writeq_generation_bump(&s->q); /* a direct write on its own connection */
   if (applied) *applied = n;
   if (n > 0) log_info("store.migrated", LI("applied", n), LI("version", s->latest_version));
   return 0;
@@ -812,15 +668,11 @@ static int sq_open(const struct store_options *opt, struct store **out, char *er
     int v = migration_version(migrations_sqlite_files[i].name);
     if (v > s->latest_version) s->latest_version = v;
   }
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->job_cv, NULL);
-  pthread_cond_init(&s->done_cv, NULL);
+  writeq_init(&s->q, WRITER_BATCH_MAX, run_group, s);
   pthread_mutex_init(&s->readers_mu, NULL);
   /* Reader connections stay on s->readers until store_close: keel's threads
    * live as long as the store. */
   pthread_key_create(&s->reader_key, NULL);
-  atomic_init(&s->fail_writes, 0);
-  atomic_init(&s->write_generation, 1);
 
   int rc = 0;
   if (opt->migrate_on_open) {
@@ -833,7 +685,7 @@ static int sq_open(const struct store_options *opt, struct store **out, char *er
     goto fail;
   }
   checkpointer_start(s); /* before the writer thread owns its connection */
-  if (pthread_create(&s->writer_thread, NULL, writer_main, s) != 0) {
+  if (writeq_start(&s->q) != 0) {
     checkpointer_stop(s);
     snprintf(err, errlen, "cannot start the writer thread");
     rc = KEEL_EINTERNAL;
@@ -842,6 +694,7 @@ static int sq_open(const struct store_options *opt, struct store **out, char *er
   *out = s;
   return 0;
 fail:
+  writeq_stop(&s->q);
   conn_close(s->writer);
   pthread_key_delete(s->reader_key);
   xfree(s->path);
@@ -851,11 +704,7 @@ fail:
 
 static void sq_close(struct store *s) {
   if (!s) return;
-  pthread_mutex_lock(&s->mu);
-  s->stopping = true;
-  pthread_cond_signal(&s->job_cv);
-  pthread_mutex_unlock(&s->mu);
-  pthread_join(s->writer_thread, NULL);
+  writeq_stop(&s->q); /* every queued job runs first */
   checkpointer_stop(s);
   conn_close(s->writer); /* the last connection to close checkpoints the rest */
   pthread_key_delete(s->reader_key);
@@ -869,9 +718,6 @@ static void sq_close(struct store *s) {
   s->readers = NULL;
   pthread_mutex_unlock(&s->readers_mu);
   pthread_mutex_destroy(&s->readers_mu);
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->job_cv);
-  pthread_cond_destroy(&s->done_cv);
   xfree(s->path);
   xfree(s);
 }
