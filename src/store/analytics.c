@@ -111,6 +111,10 @@ static const char events_of_type_json_sql[] =
     "SELECT @us(ts), session_id, data, metadata FROM events"
     " WHERE org_id = $1 AND type = $2 AND ts >= @ts($3) AND ts < @ts($4) ORDER BY ts";
 
+static const char funnel_marks_sql[] =
+    "SELECT @us(hour), session_id, marks FROM funnel_marks"
+    " WHERE org_id = $1 AND hour >= @ts($2) AND hour < @ts($3)";
+
 static const char cohorts_sql[] =
     "SELECT @us(u.first_week), @us(w.week), count(*)"
     " FROM analytics_users u JOIN analytics_user_weeks w"
@@ -334,6 +338,22 @@ int store_analytics_events_of_type(struct store_tx *tx, const struct org_scope *
   db_bind_i64(st, 3, from_us);
   db_bind_i64(st, 4, to_us);
   return walk(st, with_json ? event_row_json : event_row, (void (*)(void))fn, arg);
+}
+
+static int marks_row(struct db_stmt *st, const struct callback *cb) {
+  return ((analytics_marks_fn)cb->fn)(db_col_i64(st, 0), col_str(st, 1), col_slice(st, 2), cb->arg);
+}
+
+int store_analytics_funnel_marks(struct store_tx *tx, const struct org_scope *scope,
+                                 int64_t from_hour_us, int64_t to_us, analytics_marks_fn fn,
+                                 void *arg) {
+  if (db_scope(tx, scope) != 0) return KEEL_ESTORE;
+  struct db_stmt *st = db_prepare(tx, funnel_marks_sql);
+  if (!st) return KEEL_ESTORE;
+  db_bind_uuid(st, 1, scope->org_id);
+  db_bind_i64(st, 2, from_hour_us);
+  db_bind_i64(st, 3, to_us);
+  return walk(st, marks_row, (void (*)(void))fn, arg);
 }
 
 static int cohort_row(struct db_stmt *st, const struct callback *cb) {

@@ -70,7 +70,22 @@ struct user_week {
   int64_t week;
 };
 
+/* One row of funnel_marks: the batch's marks for a session, hour and chunk. */
+struct mark_row {
+  uint32_t hash;
+  int64_t hour, chunk;
+  const char *session; /* borrowed */
+  char *marks;         /* owned; len characters, not terminated */
+  size_t len, cap;
+};
+
 struct rollup_acc {
+  /* funnel_marks rows, found through an open-addressing index: a batch
+   * can touch as many session-hours as it has events. */
+  struct mark_row *marks;
+  size_t n_marks, cap_marks;
+  uint32_t *mark_slots; /* index + 1; 0: empty */
+  size_t n_mark_slots;
   struct hourly *hourly;
   size_t n_hourly, cap_hourly;
   struct tool *tools;
@@ -107,6 +122,9 @@ void rollup_acc_free(struct rollup_acc *a) {
   if (!a) return;
   for (size_t i = 0; i < a->n_hourly; i++) sketch_free(&a->hourly[i].latency);
   for (size_t i = 0; i < a->n_users; i++) xfree(a->users[i].user);
+  for (size_t i = 0; i < a->n_marks; i++) xfree(a->marks[i].marks);
+  xfree(a->marks);
+  xfree(a->mark_slots);
   xfree(a->hourly);
   xfree(a->tools);
   xfree(a->agents);
@@ -178,6 +196,52 @@ static void user_add(struct rollup_acc *a, const char *user, int64_t week) {
   a->users[a->n_users++] = (struct user_week){.hash = h, .user = xstrdup(user), .week = week};
 }
 
+static struct mark_row *mark_find(struct rollup_acc *a, int64_t hour, const char *session,
+                                  int64_t chunk) {
+  if (2 * (a->n_marks + 1) > a->n_mark_slots) {
+    size_t n = a->n_mark_slots ? a->n_mark_slots * 2 : 64;
+    uint32_t *slots = xcalloc(n, sizeof(*slots));
+    for (size_t i = 0; i < a->n_marks; i++) {
+      size_t k = a->marks[i].hash & (n - 1);
+      while (slots[k]) k = (k + 1) & (n - 1);
+      slots[k] = (uint32_t)i + 1;
+    }
+    xfree(a->mark_slots);
+    a->mark_slots = slots;
+    a->n_mark_slots = n;
+  }
+  uint32_t h = hash_i64(hash_str(hash_i64(2166136261u, hour), session), chunk);
+  size_t k = h & (a->n_mark_slots - 1);
+  for (; a->mark_slots[k]; k = (k + 1) & (a->n_mark_slots - 1)) {
+    struct mark_row *m = &a->marks[a->mark_slots[k] - 1];
+    if (m->hash == h && m->hour == hour && m->chunk == chunk && strcmp(m->session, session) == 0) {
+      return m;
+    }
+  }
+  GROW(a->marks, a->n_marks, a->cap_marks);
+  struct mark_row *m = &a->marks[a->n_marks++];
+  *m = (struct mark_row){.hash = h, .hour = hour, .chunk = chunk, .session = session};
+  a->mark_slots[k] = (uint32_t)a->n_marks;
+  return m;
+}
+
+_Static_assert(EVENT_TYPE_COUNT <= 26, "a mark's type is one letter");
+
+static void mark_add(struct rollup_acc *a, const struct ingest_event *e, int64_t hour,
+                     int64_t seq) {
+  struct mark_row *m = mark_find(a, hour, e->session_id, seq / ROLLUP_MARK_CHUNK);
+  if (m->len + ROLLUP_MARK_LEN > m->cap) {
+    m->cap = m->cap ? m->cap * 2 : 8 * ROLLUP_MARK_LEN;
+    m->marks = xrealloc(m->marks, m->cap);
+  }
+  static const char hex[] = "0123456789abcdef";
+  char *p = m->marks + m->len;
+  uint32_t off = (uint32_t)(e->timestamp_us - hour); /* < 3.6e9 */
+  p[0] = (char)('a' + (int)e->type);
+  for (int i = 8; i >= 1; i--, off >>= 4) p[i] = hex[off & 15];
+  m->len += ROLLUP_MARK_LEN;
+}
+
 static bool status_failed(enum event_status s) {
   return s == EVENT_STATUS_ERROR || s == EVENT_STATUS_TIMEOUT;
 }
@@ -186,9 +250,11 @@ static bool is_tool(enum event_type t) {
   return t == EVENT_TOOL_CALL || t == EVENT_TOOL_RESULT || t == EVENT_TOOL_ERROR;
 }
 
-void rollup_acc_add(struct rollup_acc *a, const struct ingest_event *e, const char *api_key_id) {
+void rollup_acc_add(struct rollup_acc *a, const struct ingest_event *e, const char *api_key_id,
+                    int64_t seq) {
   int64_t ts = e->timestamp_us;
   int64_t hour = analytics_bucket_start(ANALYTICS_HOUR, ts);
+  mark_add(a, e, hour, seq);
   bool llm = e->type == EVENT_LLM_CALL;
   const char *model = llm && e->typed.llm.model ? e->typed.llm.model : "";
   const char *provider = llm && e->typed.llm.provider ? e->typed.llm.provider : "";
@@ -338,6 +404,12 @@ static const char user_week_sql[] =
     "INSERT INTO analytics_user_weeks(org_id, user_id, week) VALUES($1, $2, @ts($3))"
     " ON CONFLICT (org_id, user_id, week) DO NOTHING";
 
+static const char mark_upsert_sql[] =
+    "INSERT INTO funnel_marks(org_id, hour, session_id, chunk, marks)"
+    " VALUES($1, @ts($2), $3, $4, $5)"
+    " ON CONFLICT (org_id, hour, session_id, chunk) DO UPDATE SET"
+    " marks = funnel_marks.marks || excluded.marks";
+
 static int step_done(struct db_stmt *st) {
   int rc = db_step(st);
   return rc < 0 ? rc : 0;
@@ -375,6 +447,17 @@ int rollup_acc_flush(struct store_tx *tx, const struct org_scope *scope, struct 
     db_bind_i64(st, 3, g->first);
     db_bind_i64(st, 4, g->last);
     db_bind_i64(st, 5, g->events);
+    rc = step_done(st);
+  }
+  for (size_t i = 0; rc == 0 && i < a->n_marks; i++) {
+    const struct mark_row *m = &a->marks[i];
+    struct db_stmt *st = db_prepare(tx, mark_upsert_sql);
+    if (!st) return KEEL_ESTORE;
+    db_bind_uuid(st, 1, scope->org_id);
+    db_bind_i64(st, 2, m->hour);
+    db_bind_textn_nocopy(st, 3, m->session, strlen(m->session));
+    db_bind_i64(st, 4, m->chunk);
+    db_bind_textn_nocopy(st, 5, m->marks, m->len);
     rc = step_done(st);
   }
   for (size_t i = 0; rc == 0 && i < a->n_users; i++) {

@@ -12,7 +12,10 @@
  *                      sketch (domain/analytics.h) merged into the stored one;
  *   rollup_tools       (org, agent, hour, tool): calls, errors, durations;
  *   analytics_agents   (org, agent): first and last event time, events;
- *   analytics_users, analytics_user_weeks: metadata.user_id per week.
+ *   analytics_users, analytics_user_weeks: metadata.user_id per week;
+ *   funnel_marks       (org, hour, session, seq / 1024): each event's type
+ *                      and time in the hour, 9 characters appended per
+ *                      event (migration 0012, ROLLUP_MARK_LEN).
  *
  * Memory: the accumulator borrows the events' strings (agent, model,
  * provider, tool names: batch memory, which outlives the flush) and copies
@@ -27,13 +30,24 @@
 struct rollup_acc;
 
 struct rollup_acc *rollup_acc_new(void);
-/* An accepted event; api_key_id may be NULL. Never fails. */
-void rollup_acc_add(struct rollup_acc *a, const struct ingest_event *e, const char *api_key_id);
+/* An accepted event, seq its position in its session's chain; api_key_id
+ * may be NULL. Never fails. */
+void rollup_acc_add(struct rollup_acc *a, const struct ingest_event *e, const char *api_key_id,
+                    int64_t seq);
 /* Writes what was added (upserts). Returns 0 or a store status. */
 int rollup_acc_flush(struct store_tx *tx, const struct org_scope *scope, struct rollup_acc *a);
 void rollup_acc_free(struct rollup_acc *a); /* NULL is fine */
 
 /* The API key id stored for events that came without one. */
 #define ROLLUP_NO_KEY "00000000-0000-0000-0000-000000000000"
+
+/*
+ * funnel_marks.marks: ROLLUP_MARK_LEN characters per event, the type's
+ * letter ('a' + enum event_type) and 8 lowercase hex digits of the µs after
+ * the hour's start. Events of one session are at most ROLLUP_MARK_CHUNK to a
+ * row (the row's chunk is seq / ROLLUP_MARK_CHUNK).
+ */
+#define ROLLUP_MARK_LEN   9
+#define ROLLUP_MARK_CHUNK 1024
 
 #endif

@@ -268,6 +268,7 @@ static const struct plan_case plan_cases[] = {
     {agent_get_sql, "PRIMARY KEY", 2},
     {events_of_type_sql, "COVERING INDEX events_type_ts", 4}, /* 0010: no table reads */
     {events_of_type_json_sql, "events_type_ts", 4},
+    {funnel_marks_sql, "PRIMARY KEY", 3}, /* 0012 */
     {cohorts_sql, "analytics_users_first", 3},
     {hourly_hist_sql, "PRIMARY KEY", 6},
 };

@@ -1,0 +1,225 @@
+"""Funnels from funnel_marks (migration 0012; docs/analytics.md, "Funnels").
+
+A funnel whose steps have no match, by session, is answered from
+funnel_marks: each event's type and time packed per session and hour by the
+writer. A match on any step, or by=user, reads the events instead. Both must
+give the answer the documented rule gives; these tests check both against a
+reference computed here, on data made to be awkward: sessions across hours,
+events out of order and at the same instant, a window edge, repeated step
+types, a session longer than one marks row. The marks of events stored before
+the migration are written by the migration itself (checked by running it
+again on a database whose marks were dropped).
+"""
+
+import datetime as dt
+import random
+
+import pytest
+
+import dbdirect
+from conftest import KeelServer, run_keel
+from ingest_helpers import ev, ingest_org, post_batch
+
+HOUR_US = 3_600_000_000
+TYPES = ["session_start", "llm_call", "tool_call", "tool_result", "tool_error", "session_end",
+         "error", "custom"]
+LETTER = {t: chr(ord("a") + i) for i, t in enumerate(
+    ["session_start", "session_end", "llm_call", "tool_call", "tool_result", "tool_error",
+     "agent_action", "error", "guardrail", "feedback", "health_check", "custom"])}
+
+
+DATA = {"llm_call": {"model": "m-1", "provider": "acme"},
+        "tool_call": {"tool_name": "search"},
+        "tool_result": {"tool_name": "search"},
+        "tool_error": {"tool_name": "search", "error": "boom"}}
+
+
+def event(sid, typ, us, **members):
+    return ev(sid, typ, agent_id="fm-agent", timestamp=stamp(us), data=DATA.get(typ, {}),
+              **members)
+
+
+def stamp(us):
+    t = dt.datetime.fromtimestamp(us // 1_000_000, tz=dt.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{us % 1_000_000:06d}Z"
+
+
+def now_us():
+    return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1_000_000)
+
+
+def reference(events, steps, window_days):
+    """The documented rule: per session, its events in the window in time
+    order (at one instant in step order), each moving the session on when it
+    satisfies the next step."""
+    to = now_us() + 5 * 60 * 1_000_000
+    frm = now_us() - window_days * 86_400 * 1_000_000
+    per = {}
+    for sid, typ, us in events:
+        if not frm <= us < to:
+            continue
+        mask = [i for i, s in enumerate(steps) if s == typ]
+        if mask:
+            per.setdefault(sid, []).append((us, mask[0], set(mask)))
+    counts = [0] * len(steps)
+    for items in per.values():
+        items.sort(key=lambda x: (x[0], x[1]))
+        p = 0
+        for _, _, mask in items:
+            if p < len(steps) and p in mask:
+                counts[p] += 1
+                p += 1
+    return counts
+
+
+def funnel(server, key, steps, match=False, by="session", window="7d"):
+    from apikeys import call_with_key
+    body = {"steps": [{"type": t, **({"match": {"metadata.all": True}} if match else {})}
+                      for t in steps], "by": by, "window": window}
+    r = call_with_key(server, key, "/v1/analytics/funnel", method="POST", json=body)
+    assert r.status_code == 200, r.text
+    return [s["count"] for s in r.json()["steps"]]
+
+
+def make_events(rng, n_sessions, now):
+    """(session, type, µs) triples and the events to send."""
+    triples, sent = [], []
+    for s in range(n_sessions):
+        sid = f"fm-{s}"
+        # Some sessions straddle the 7-day edge; most are well inside.
+        if s % 7 == 0:
+            base = now - 7 * 86_400_000_000 - rng.randint(-3, 3) * 1_800_000_000
+        else:
+            base = now - rng.randint(2, 8 * 24) * HOUR_US + rng.randint(0, HOUR_US)
+        t = base
+        for k in range(rng.randint(3, 30)):
+            typ = "session_start" if k == 0 else rng.choice(TYPES)
+            r = rng.random()
+            if r < 0.15:
+                us = t  # the same instant as the one before
+            elif r < 0.3:
+                us = t - rng.randint(1, 600_000_000)  # out of order, sometimes an hour back
+            else:
+                t += rng.randint(1, 900_000_000)  # up to 15 minutes on: sessions cross hours
+                us = t
+            us = min(us, now - 60_000_000)
+            # Nothing within 2 minutes of the 7-day edge: it moves while the test runs.
+            edge = now - 7 * 86_400_000_000
+            if abs(us - edge) < 120_000_000:
+                us = edge + (240_000_000 if us >= edge else -240_000_000)
+            triples.append((sid, typ, us))
+            sent.append(event(sid, typ, us, metadata={"all": True}))
+    return triples, sent
+
+
+@pytest.fixture(scope="module")
+def dataset(server):
+    rng = random.Random(12)
+    org = ingest_org(server)
+    triples, sent = make_events(rng, 90, now_us())
+    rng.shuffle(sent)
+    for i in range(0, len(sent), 100):
+        r = post_batch(server, org.key, sent[i:i + 100])
+        assert r.status_code == 202 and r.json()["accepted"] == len(sent[i:i + 100]), r.text
+    return org, triples
+
+
+STEP_LISTS = [
+    ["session_start", "llm_call", "tool_call", "tool_result", "session_end"],
+    ["llm_call", "llm_call", "tool_call"],
+    ["tool_call", "tool_error", "tool_call", "session_end"],
+    ["custom"],
+    ["error", "session_start"],
+]
+
+
+@pytest.mark.parametrize("steps", STEP_LISTS + [
+    [random.Random(seed).choice(TYPES) for _ in range(random.Random(seed + 100).randint(1, 10))]
+    for seed in range(6)])
+def test_marks_and_events_agree_with_the_rule(server, dataset, steps):
+    org, triples = dataset
+    want = reference(triples, steps, 7)
+    assert sum(want) > 0 or steps == ["error", "session_start"]
+    assert funnel(server, org.key, steps) == want              # funnel_marks
+    assert funnel(server, org.key, steps, match=True) == want  # the events
+
+
+def test_wider_window(server, dataset):
+    org, triples = dataset
+    steps = STEP_LISTS[0]
+    want = reference(triples, steps, 30)
+    assert want != reference(triples, steps, 7)  # the edge sessions count now
+    assert funnel(server, org.key, steps, window="30d") == want
+
+
+def test_marks_format(server):
+    org = ingest_org(server)
+    now = now_us()
+    hour = now - now % HOUR_US - 5 * HOUR_US
+    sent = [event("fmt-1", "session_start", hour + 1),
+            event("fmt-1", "tool_error", hour + HOUR_US - 1),
+            event("fmt-1", "custom", hour + HOUR_US)]
+    r = post_batch(server, org.key, sent)
+    assert r.status_code == 202 and r.json()["accepted"] == 3, r.text
+    got = dbdirect.rows(server, "SELECT chunk, marks FROM funnel_marks WHERE session_id = ?"
+                        " ORDER BY hour", "fmt-1")
+    assert [(g["chunk"], g["marks"]) for g in got] == [
+        (0, LETTER["session_start"] + "00000001" + LETTER["tool_error"] + "d693a3ff"),
+        (0, LETTER["custom"] + "00000000")]
+
+
+def test_long_session_spans_marks_rows(server):
+    org = ingest_org(server)
+    now = now_us()
+    hour = now - now % HOUR_US - 2 * HOUR_US
+    cycle = ["session_start", "llm_call", "tool_call", "tool_result"]
+    triples, sent = [], []
+    for k in range(2100):
+        typ = cycle[k % 4]
+        triples.append(("long-1", typ, hour + 1000 * k))
+        sent.append(event("long-1", typ, hour + 1000 * k))
+    for i in range(0, len(sent), 100):
+        r = post_batch(server, org.key, sent[i:i + 100])
+        assert r.status_code == 202 and r.json()["accepted"] == len(sent[i:i + 100]), r.text
+    got = dbdirect.rows(server, "SELECT chunk, length(marks) AS n FROM funnel_marks"
+                        " WHERE session_id = ? ORDER BY chunk", "long-1")
+    # seq 1..1023 → chunk 0, 1024..2047 → 1, 2048..2100 → 2.
+    assert [(g["chunk"], g["n"]) for g in got] == [(0, 1023 * 9), (1, 1024 * 9), (2, 53 * 9)]
+    steps = ["session_start", "tool_result", "session_start", "llm_call", "session_end"]
+    want = reference(triples, steps, 7)
+    assert want == [1, 1, 1, 1, 0]
+    assert funnel(server, org.key, steps) == want
+
+
+def test_migration_writes_marks_of_stored_events(keel_bin, tmp_path):
+    srv = KeelServer(keel_bin, tmp_path / "k")
+    srv.start()
+    try:
+        org = ingest_org(srv)
+        triples, sent = make_events(random.Random(5), 25, now_us())
+        for i in range(0, len(sent), 100):
+            r = post_batch(srv, org.key, sent[i:i + 100])
+            assert r.status_code == 202, r.text
+        steps = STEP_LISTS[0]
+        want = reference(triples, steps, 7)
+        assert sum(want) > 0
+        assert funnel(srv, org.key, steps) == want
+    finally:
+        srv.stop()
+    # As a database migrated before 0012: no marks table, the migration not applied.
+    version = 4 if dbdirect.enabled() else 12
+    dbdirect.script(srv, [("DROP TABLE funnel_marks", ()),
+                          ("DELETE FROM schema_migrations WHERE version = ?", (version,))])
+    r = run_keel(["migrate", "--data-dir", str(srv.data_dir)], cwd=str(srv.workdir))
+    assert r.returncode == 0, r.stdout + r.stderr
+    n = dbdirect.sql(srv, "SELECT count(*) FROM funnel_marks")[0][0]
+    assert n > 0
+    again = KeelServer(keel_bin, tmp_path / "k2")  # its own log; the same data
+    again.start(["--data-dir", str(srv.data_dir)])
+    try:
+        assert funnel(again, org.key, steps) == want
+        assert funnel(again, org.key, steps, match=True) == want
+        more = STEP_LISTS[2]
+        assert funnel(again, org.key, more) == reference(triples, more, 7)
+    finally:
+        again.stop()
