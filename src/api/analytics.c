@@ -981,9 +981,10 @@ static bool item_before(const struct funnel_item *x, const struct funnel_item *y
  * --- the funnel from funnel_marks (migration 0012) ---
  *
  * Without a match on any step and by session, a step is satisfied by the
- * event's type alone, which funnel_marks holds per session and hour with
- * each event's time: one row per session-hour instead of one index entry
- * per step event. The answer is the same as from the events (tested).
+ * event's type alone, which funnel_marks holds with each event's session
+ * and time: one row per ingestion batch and hour instead of one index entry
+ * per step event, and one session lookup per line instead of per event.
+ * The answer is the same as from the events (tests/api/test_funnel_marks.py).
  */
 static bool funnel_by_marks(const struct funnel_job *j) {
   if (j->by_user) return false;
@@ -999,36 +1000,52 @@ struct marks_job {
   int8_t hex[256];                      /* a hex digit's value, or -1 */
 };
 
-static int funnel_mark_row(int64_t hour, const char *session, struct slice marks, void *arg) {
+/* One funnel_marks row: lines of "<session> <marks>\n" (store/rollups.h). */
+static int funnel_mark_row(int64_t hour, struct slice text, void *arg) {
   struct marks_job *m = arg;
   struct funnel_job *j = m->f;
-  uint32_t id = INTERN_NONE;
-  const uint8_t *p = (const uint8_t *)marks.p;
-  for (size_t k = 0; k + ROLLUP_MARK_LEN <= marks.len; k += ROLLUP_MARK_LEN) {
-    unsigned t = (unsigned)(p[k] - 'a');
-    if (t >= EVENT_TYPE_COUNT || !m->type_mask[t]) continue;
-    uint32_t off = 0;
-    int bad = 0;
-    for (size_t d = 1; d < ROLLUP_MARK_LEN; d++) {
-      int v = m->hex[p[k + d]];
-      bad |= v;
-      off = off << 4 | (uint32_t)(v & 15);
+  const char *p = text.p, *end = text.p + text.len;
+  char session[LIMIT_EVENT_SESSION_ID_MAX + 1];
+  while (p < end) {
+    const char *sp = memchr(p, ' ', (size_t)(end - p));
+    const char *nl = sp ? memchr(sp, '\n', (size_t)(end - sp)) : NULL;
+    if (!nl) break; /* not written by keel: the rest is skipped */
+    size_t slen = (size_t)(sp - p);
+    const uint8_t *mk = (const uint8_t *)sp + 1;
+    size_t n = (size_t)(nl - (sp + 1)) / ROLLUP_MARK_LEN;
+    p = nl + 1;
+    if (slen == 0 || slen > LIMIT_EVENT_SESSION_ID_MAX) continue;
+    uint32_t id = INTERN_NONE;
+    for (size_t k = 0; k < n; k++, mk += ROLLUP_MARK_LEN) {
+      unsigned t = (unsigned)(mk[0] - 'a');
+      if (t >= EVENT_TYPE_COUNT || !m->type_mask[t]) continue;
+      uint32_t off = 0;
+      int bad = 0;
+      for (size_t d = 1; d < ROLLUP_MARK_LEN; d++) {
+        int v = m->hex[mk[d]];
+        bad |= v;
+        off = off << 4 | (uint32_t)(v & 15);
+      }
+      if (bad < 0) continue; /* not written by keel: skipped */
+      int64_t ts = hour + (int64_t)off;
+      if (ts < j->from || ts >= j->to) continue;
+      if (++j->seen > ANALYTICS_FUNNEL_EVENTS_MAX) {
+        j->too_many = true;
+        return KEEL_ETOOBIG;
+      }
+      if (id == INTERN_NONE) {
+        memcpy(session, sp - slen, slen);
+        session[slen] = '\0';
+        id = intern_id(&j->entities, session, true);
+      }
+      if (j->n == j->cap) {
+        j->cap = j->cap ? j->cap * 2 : 4096;
+        j->items = xreallocarray(j->items, j->cap, sizeof(*j->items));
+      }
+      uint16_t mask = m->type_mask[t];
+      j->items[j->n++] = (struct funnel_item){
+          .ts = ts, .entity = id, .mask = mask, .first = (uint8_t)__builtin_ctz(mask)};
     }
-    if (bad < 0) continue; /* not written by keel: skipped */
-    int64_t ts = hour + (int64_t)off;
-    if (ts < j->from || ts >= j->to) continue;
-    if (++j->seen > ANALYTICS_FUNNEL_EVENTS_MAX) {
-      j->too_many = true;
-      return KEEL_ETOOBIG;
-    }
-    if (id == INTERN_NONE) id = intern_id(&j->entities, session, true);
-    if (j->n == j->cap) {
-      j->cap = j->cap ? j->cap * 2 : 4096;
-      j->items = xreallocarray(j->items, j->cap, sizeof(*j->items));
-    }
-    uint16_t mask = m->type_mask[t];
-    j->items[j->n++] = (struct funnel_item){
-        .ts = ts, .entity = id, .mask = mask, .first = (uint8_t)__builtin_ctz(mask)};
   }
   return 0;
 }

@@ -112,7 +112,7 @@ static const char events_of_type_json_sql[] =
     " WHERE org_id = $1 AND type = $2 AND ts >= @ts($3) AND ts < @ts($4) ORDER BY ts";
 
 static const char funnel_marks_sql[] =
-    "SELECT @us(hour), session_id, marks FROM funnel_marks"
+    "SELECT @us(hour), marks FROM funnel_marks"
     " WHERE org_id = $1 AND hour >= @ts($2) AND hour < @ts($3)";
 
 static const char cohorts_sql[] =
@@ -341,7 +341,7 @@ int store_analytics_events_of_type(struct store_tx *tx, const struct org_scope *
 }
 
 static int marks_row(struct db_stmt *st, const struct callback *cb) {
-  return ((analytics_marks_fn)cb->fn)(db_col_i64(st, 0), col_str(st, 1), col_slice(st, 2), cb->arg);
+  return ((analytics_marks_fn)cb->fn)(db_col_i64(st, 0), col_slice(st, 1), cb->arg);
 }
 
 int store_analytics_funnel_marks(struct store_tx *tx, const struct org_scope *scope,

@@ -112,11 +112,9 @@ int store_analytics_events_of_type(struct store_tx *tx, const struct org_scope *
                                    analytics_event_fn fn, void *arg);
 
 /* funnel_marks rows with from_hour ≤ hour < to_us (from_hour: the start of
- * an hour), in key order: the hour's start, the session, and the marks of
- * that session's events in the hour (store/rollups.h: ROLLUP_MARK_LEN
- * characters each, in no particular order). */
-typedef int (*analytics_marks_fn)(int64_t hour_us, const char *session_id, struct slice marks,
-                                  void *arg);
+ * an hour), in key order: the hour's start and the row's lines of marks
+ * (store/rollups.h). */
+typedef int (*analytics_marks_fn)(int64_t hour_us, struct slice marks, void *arg);
 int store_analytics_funnel_marks(struct store_tx *tx, const struct org_scope *scope,
                                  int64_t from_hour_us, int64_t to_us, analytics_marks_fn fn,
                                  void *arg);

@@ -397,7 +397,7 @@ static int append_one(struct store_tx *tx, const struct org_scope *scope, struct
   }
   sess_apply(s, e, hash);
   usage_acc_add(accs->usage, e, api_key_id);
-  rollup_acc_add(accs->rollups, e, api_key_id, s->seq);
+  rollup_acc_add(accs->rollups, e, api_key_id);
   *outcome = STORE_APPEND_ACCEPTED;
   return 0;
 }
@@ -765,7 +765,7 @@ static int append_batch_pg(struct store_tx *tx, const struct org_scope *scope,
         if (rc == 0) {
           sess_apply(s, e, hash);
           usage_acc_add(accs->usage, e, res->api_key_id);
-          rollup_acc_add(accs->rollups, e, res->api_key_id, s->seq);
+          rollup_acc_add(accs->rollups, e, res->api_key_id);
           outcome = STORE_APPEND_ACCEPTED;
           accepted++;
         }

@@ -9,11 +9,13 @@
  */
 #include "store/rollups.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/buf.h"
 #include "core/errors.h"
 #include "core/ids.h"
+#include "core/limits.h"
 #include "core/time.h"
 #include "core/xmalloc.h"
 #include "domain/analytics.h"
@@ -70,22 +72,31 @@ struct user_week {
   int64_t week;
 };
 
-/* One row of funnel_marks: the batch's marks for a session, hour and chunk. */
-struct mark_row {
+/* A session's marks in one hour of the batch: a line of a funnel_marks row. */
+struct mark_line {
   uint32_t hash;
-  int64_t hour, chunk;
+  int64_t hour;
   const char *session; /* borrowed */
   char *marks;         /* owned; len characters, not terminated */
   size_t len, cap;
 };
 
+/* An hour the batch has events in: one funnel_marks row, keyed by the id of
+ * its first event (event ids are unique in an org, so the key is too). */
+struct mark_hour {
+  int64_t hour;
+  const char *first_id; /* borrowed */
+};
+
 struct rollup_acc {
-  /* funnel_marks rows, found through an open-addressing index: a batch
-   * can touch as many session-hours as it has events. */
-  struct mark_row *marks;
+  /* funnel_marks lines, found through an open-addressing index (a batch
+   * can touch as many sessions as it has events), and their hours. */
+  struct mark_line *marks;
   size_t n_marks, cap_marks;
   uint32_t *mark_slots; /* index + 1; 0: empty */
   size_t n_mark_slots;
+  struct mark_hour *mark_hours;
+  size_t n_mark_hours, cap_mark_hours;
   struct hourly *hourly;
   size_t n_hourly, cap_hourly;
   struct tool *tools;
@@ -125,6 +136,7 @@ void rollup_acc_free(struct rollup_acc *a) {
   for (size_t i = 0; i < a->n_marks; i++) xfree(a->marks[i].marks);
   xfree(a->marks);
   xfree(a->mark_slots);
+  xfree(a->mark_hours);
   xfree(a->hourly);
   xfree(a->tools);
   xfree(a->agents);
@@ -196,8 +208,7 @@ static void user_add(struct rollup_acc *a, const char *user, int64_t week) {
   a->users[a->n_users++] = (struct user_week){.hash = h, .user = xstrdup(user), .week = week};
 }
 
-static struct mark_row *mark_find(struct rollup_acc *a, int64_t hour, const char *session,
-                                  int64_t chunk) {
+static struct mark_line *mark_find(struct rollup_acc *a, int64_t hour, const char *session) {
   if (2 * (a->n_marks + 1) > a->n_mark_slots) {
     size_t n = a->n_mark_slots ? a->n_mark_slots * 2 : 64;
     uint32_t *slots = xcalloc(n, sizeof(*slots));
@@ -210,26 +221,29 @@ static struct mark_row *mark_find(struct rollup_acc *a, int64_t hour, const char
     a->mark_slots = slots;
     a->n_mark_slots = n;
   }
-  uint32_t h = hash_i64(hash_str(hash_i64(2166136261u, hour), session), chunk);
+  uint32_t h = hash_str(hash_i64(2166136261u, hour), session);
   size_t k = h & (a->n_mark_slots - 1);
   for (; a->mark_slots[k]; k = (k + 1) & (a->n_mark_slots - 1)) {
-    struct mark_row *m = &a->marks[a->mark_slots[k] - 1];
-    if (m->hash == h && m->hour == hour && m->chunk == chunk && strcmp(m->session, session) == 0) {
-      return m;
-    }
+    struct mark_line *m = &a->marks[a->mark_slots[k] - 1];
+    if (m->hash == h && m->hour == hour && strcmp(m->session, session) == 0) return m;
   }
   GROW(a->marks, a->n_marks, a->cap_marks);
-  struct mark_row *m = &a->marks[a->n_marks++];
-  *m = (struct mark_row){.hash = h, .hour = hour, .chunk = chunk, .session = session};
+  struct mark_line *m = &a->marks[a->n_marks++];
+  *m = (struct mark_line){.hash = h, .hour = hour, .session = session};
   a->mark_slots[k] = (uint32_t)a->n_marks;
   return m;
 }
 
 _Static_assert(EVENT_TYPE_COUNT <= 26, "a mark's type is one letter");
 
-static void mark_add(struct rollup_acc *a, const struct ingest_event *e, int64_t hour,
-                     int64_t seq) {
-  struct mark_row *m = mark_find(a, hour, e->session_id, seq / ROLLUP_MARK_CHUNK);
+static void mark_add(struct rollup_acc *a, const struct ingest_event *e, int64_t hour) {
+  size_t h = 0;
+  while (h < a->n_mark_hours && a->mark_hours[h].hour != hour) h++;
+  if (h == a->n_mark_hours) {
+    GROW(a->mark_hours, a->n_mark_hours, a->cap_mark_hours);
+    a->mark_hours[a->n_mark_hours++] = (struct mark_hour){.hour = hour, .first_id = e->id};
+  }
+  struct mark_line *m = mark_find(a, hour, e->session_id);
   if (m->len + ROLLUP_MARK_LEN > m->cap) {
     m->cap = m->cap ? m->cap * 2 : 8 * ROLLUP_MARK_LEN;
     m->marks = xrealloc(m->marks, m->cap);
@@ -250,11 +264,10 @@ static bool is_tool(enum event_type t) {
   return t == EVENT_TOOL_CALL || t == EVENT_TOOL_RESULT || t == EVENT_TOOL_ERROR;
 }
 
-void rollup_acc_add(struct rollup_acc *a, const struct ingest_event *e, const char *api_key_id,
-                    int64_t seq) {
+void rollup_acc_add(struct rollup_acc *a, const struct ingest_event *e, const char *api_key_id) {
   int64_t ts = e->timestamp_us;
   int64_t hour = analytics_bucket_start(ANALYTICS_HOUR, ts);
-  mark_add(a, e, hour, seq);
+  mark_add(a, e, hour);
   bool llm = e->type == EVENT_LLM_CALL;
   const char *model = llm && e->typed.llm.model ? e->typed.llm.model : "";
   const char *provider = llm && e->typed.llm.provider ? e->typed.llm.provider : "";
@@ -404,11 +417,86 @@ static const char user_week_sql[] =
     "INSERT INTO analytics_user_weeks(org_id, user_id, week) VALUES($1, $2, @ts($3))"
     " ON CONFLICT (org_id, user_id, week) DO NOTHING";
 
-static const char mark_upsert_sql[] =
-    "INSERT INTO funnel_marks(org_id, hour, session_id, chunk, marks)"
-    " VALUES($1, @ts($2), $3, $4, $5)"
-    " ON CONFLICT (org_id, hour, session_id, chunk) DO UPDATE SET"
-    " marks = funnel_marks.marks || excluded.marks";
+static const char mark_insert_sql[] =
+    "INSERT INTO funnel_marks(org_id, hour, first_id, marks) VALUES($1, @ts($2), $3, $4)";
+
+static const char mark_append_sql[] =
+    "UPDATE funnel_marks SET marks = marks || $4"
+    " WHERE org_id = $1 AND hour = @ts($2) AND first_id = $3";
+
+/*
+ * The funnel_marks rows this writer thread inserted last, per org and hour.
+ * A batch whose lines fit appends them to such a row instead of inserting
+ * one, so single events (a batch each) do not cost the funnel a row each.
+ * A row the writer no longer has (its job or transaction rolled back, or it
+ * was deleted) updates nothing, and the batch inserts a row then: this is a
+ * hint, never trusted. Up to ROLLUP_MARK_ROW_MAX characters a row keeps its
+ * marks on the b-tree page (no overflow pages to rewrite on an append).
+ */
+#define ROLLUP_MARK_ROW_MAX 896
+#define RECENT_ROWS         16
+
+struct recent_row {
+  char org_id[ID_STR_SIZE];
+  int64_t hour;
+  char first_id[LIMIT_EVENT_ID_MAX + 1];
+  size_t len;
+};
+
+static _Thread_local struct recent_row recent_rows[RECENT_ROWS];
+static _Thread_local unsigned recent_next;
+
+static struct recent_row *recent_find(const char *org_id, int64_t hour) {
+  for (size_t i = 0; i < RECENT_ROWS; i++) {
+    struct recent_row *r = &recent_rows[i];
+    if (r->first_id[0] && r->hour == hour && strcmp(r->org_id, org_id) == 0) return r;
+  }
+  return NULL;
+}
+
+static void recent_note(struct recent_row *r, const char *org_id, int64_t hour,
+                        const char *first_id, size_t len) {
+  if (!r) r = &recent_rows[recent_next++ % RECENT_ROWS];
+  if (strlen(first_id) > LIMIT_EVENT_ID_MAX || len > ROLLUP_MARK_ROW_MAX) {
+    r->first_id[0] = '\0';
+    return;
+  }
+  snprintf(r->org_id, sizeof(r->org_id), "%s", org_id);
+  r->hour = hour;
+  snprintf(r->first_id, sizeof(r->first_id), "%s", first_id);
+  r->len = len;
+}
+
+/* One hour's lines: appended to the row this writer inserted last for the
+ * org and hour when they fit, else a new row. */
+static int marks_write(struct store_tx *tx, const struct org_scope *scope, int64_t hour,
+                       const char *first_id, const struct buf *text) {
+  struct recent_row *r = recent_find(scope->org_id, hour);
+  if (r && r->len + text->len <= ROLLUP_MARK_ROW_MAX) {
+    struct db_stmt *st = db_prepare(tx, mark_append_sql);
+    if (!st) return KEEL_ESTORE;
+    db_bind_uuid(st, 1, scope->org_id);
+    db_bind_i64(st, 2, hour);
+    db_bind_textn_nocopy(st, 3, r->first_id, strlen(r->first_id));
+    db_bind_textn_nocopy(st, 4, text->data, text->len);
+    int rc = db_step(st);
+    if (rc < 0) return rc;
+    if (db_changes(tx) == 1) {
+      r->len += text->len;
+      return 0;
+    }
+  }
+  struct db_stmt *st = db_prepare(tx, mark_insert_sql);
+  if (!st) return KEEL_ESTORE;
+  db_bind_uuid(st, 1, scope->org_id);
+  db_bind_i64(st, 2, hour);
+  db_bind_textn_nocopy(st, 3, first_id, strlen(first_id));
+  db_bind_textn_nocopy(st, 4, text->data, text->len);
+  int rc = db_step(st);
+  if (rc < 0) return rc;
+  recent_note(r, scope->org_id, hour, first_id, text->len);
+  return 0;
+}
 
 static int step_done(struct db_stmt *st) {
   int rc = db_step(st);
@@ -449,17 +537,23 @@ int rollup_acc_flush(struct store_tx *tx, const struct org_scope *scope, struct 
     db_bind_i64(st, 5, g->events);
     rc = step_done(st);
   }
-  for (size_t i = 0; rc == 0 && i < a->n_marks; i++) {
-    const struct mark_row *m = &a->marks[i];
-    struct db_stmt *st = db_prepare(tx, mark_upsert_sql);
-    if (!st) return KEEL_ESTORE;
-    db_bind_uuid(st, 1, scope->org_id);
-    db_bind_i64(st, 2, m->hour);
-    db_bind_textn_nocopy(st, 3, m->session, strlen(m->session));
-    db_bind_i64(st, 4, m->chunk);
-    db_bind_textn_nocopy(st, 5, m->marks, m->len);
-    rc = step_done(st);
+  /* funnel_marks: one row per hour, a line per session (store/rollups.h). */
+  struct buf text;
+  buf_init(&text, SIZE_MAX);
+  for (size_t h = 0; rc == 0 && h < a->n_mark_hours; h++) {
+    const struct mark_hour *mh = &a->mark_hours[h];
+    buf_reset(&text);
+    for (size_t i = 0; i < a->n_marks; i++) {
+      const struct mark_line *m = &a->marks[i];
+      if (m->hour != mh->hour) continue;
+      buf_append_cstr(&text, m->session);
+      buf_putc(&text, ' ');
+      buf_append(&text, m->marks, m->len);
+      buf_putc(&text, '\n');
+    }
+    rc = marks_write(tx, scope, mh->hour, mh->first_id, &text);
   }
+  buf_free(&text);
   for (size_t i = 0; rc == 0 && i < a->n_users; i++) {
     const struct user_week *u = &a->users[i];
     const char *sqls[] = {user_upsert_sql, user_week_sql};

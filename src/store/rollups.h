@@ -13,9 +13,10 @@
  *   rollup_tools       (org, agent, hour, tool): calls, errors, durations;
  *   analytics_agents   (org, agent): first and last event time, events;
  *   analytics_users, analytics_user_weeks: metadata.user_id per week;
- *   funnel_marks       (org, hour, session, seq / 1024): each event's type
- *                      and time in the hour, 9 characters appended per
- *                      event (migration 0012, ROLLUP_MARK_LEN).
+ *   funnel_marks       (org, hour, id of the batch's first event in that
+ *                      hour): each event's session, type and time in the
+ *                      hour (migration 0012): one INSERT per hour the
+ *                      batch touches, never an update.
  *
  * Memory: the accumulator borrows the events' strings (agent, model,
  * provider, tool names: batch memory, which outlives the flush) and copies
@@ -30,10 +31,8 @@
 struct rollup_acc;
 
 struct rollup_acc *rollup_acc_new(void);
-/* An accepted event, seq its position in its session's chain; api_key_id
- * may be NULL. Never fails. */
-void rollup_acc_add(struct rollup_acc *a, const struct ingest_event *e, const char *api_key_id,
-                    int64_t seq);
+/* An accepted event; api_key_id may be NULL. Never fails. */
+void rollup_acc_add(struct rollup_acc *a, const struct ingest_event *e, const char *api_key_id);
 /* Writes what was added (upserts). Returns 0 or a store status. */
 int rollup_acc_flush(struct store_tx *tx, const struct org_scope *scope, struct rollup_acc *a);
 void rollup_acc_free(struct rollup_acc *a); /* NULL is fine */
@@ -42,12 +41,13 @@ void rollup_acc_free(struct rollup_acc *a); /* NULL is fine */
 #define ROLLUP_NO_KEY "00000000-0000-0000-0000-000000000000"
 
 /*
- * funnel_marks.marks: ROLLUP_MARK_LEN characters per event, the type's
- * letter ('a' + enum event_type) and 8 lowercase hex digits of the µs after
- * the hour's start. Events of one session are at most ROLLUP_MARK_CHUNK to a
- * row (the row's chunk is seq / ROLLUP_MARK_CHUNK).
+ * funnel_marks.marks: a line per session, "<session id> <marks>\n" (session
+ * ids never hold a space or a newline: docs/events.md), where marks are
+ * ROLLUP_MARK_LEN characters per event: the type's letter
+ * ('a' + enum event_type) and 8 lowercase hex digits of the µs after the
+ * hour's start. Several rows can hold lines of one session (one per batch
+ * that had its events in that hour); marks are in no particular order.
  */
-#define ROLLUP_MARK_LEN   9
-#define ROLLUP_MARK_CHUNK 1024
+#define ROLLUP_MARK_LEN 9
 
 #endif
