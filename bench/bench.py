@@ -1432,6 +1432,9 @@ def run_analytics(ctx: Context, route: AnalyticsRoute) -> CustomResult:
                                     load["accepted"], len(load["orgs"]), load["db_bytes"] / 1e9)))
         res.checks.append(Check("loader rate", load["events_per_sec"], "events/s",
                                 note="bench_analytics_load, %.0f s" % load["seconds"]))
+        if "compact_seconds" in load:
+            res.checks.append(Check("funnel marks compaction", load["compact_seconds"], "s",
+                                    note="every hour that ended, after the load"))
     headers = {"Authorization": "Bearer " + st["key"]}
     if route.body:
         headers["Content-Type"] = "application/json"

@@ -821,55 +821,95 @@ struct funnel_item {
   uint8_t first; /* the lowest bit of mask: the order at one instant */
 };
 
-/* Entities (session or user ids) interned to indexes. */
+/*
+ * Entities (session or user ids) interned to indexes. The keys sit end to
+ * end in one pool and each slot holds its key's hash, so a lookup touches
+ * the slot and, on a hash match, the key: the funnel does one per event or
+ * per line of marks.
+ */
+struct intern_slot {
+  uint32_t hash;
+  uint32_t index1; /* index + 1; 0: empty */
+};
+
 struct intern {
-  char **keys;
-  uint32_t *hashes;
+  char *pool;
+  size_t pool_len, pool_cap;
+  uint32_t *offsets, *lens, *hashes;
   size_t n, cap;
-  int32_t *slots;
+  struct intern_slot *slots;
   size_t nslots;
 };
 
 static void intern_free(struct intern *t) {
-  for (size_t i = 0; i < t->n; i++) xfree(t->keys[i]);
-  xfree(t->keys);
+  xfree(t->pool);
+  xfree(t->offsets);
+  xfree(t->lens);
   xfree(t->hashes);
   xfree(t->slots);
 }
 
 #define INTERN_NONE UINT32_MAX
 
-/* The index of key, added when new if add, else INTERN_NONE when new. */
-static uint32_t intern_id(struct intern *t, const char *key, bool add) {
+static uint32_t intern_hash(const char *key, size_t len) {
+  uint64_t h = 0x9e3779b97f4a7c15u ^ len;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, key + i, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdu;
+    h ^= h >> 32;
+  }
+  uint64_t w = 0;
+  memcpy(&w, key + i, len - i);
+  h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
+  h ^= h >> 29;
+  return (uint32_t)h;
+}
+
+/* The index of key[0..len), added when new if add, else INTERN_NONE when new. */
+static uint32_t intern_idn(struct intern *t, const char *key, size_t len, bool add) {
   if (2 * (t->n + 1) > t->nslots) {
     size_t nslots = t->nslots ? t->nslots * 2 : 1024;
-    int32_t *slots = xcalloc(nslots, sizeof(*slots));
+    struct intern_slot *slots = xcalloc(nslots, sizeof(*slots));
     for (size_t i = 0; i < t->n; i++) {
       size_t s = t->hashes[i] & (nslots - 1);
-      while (slots[s]) s = (s + 1) & (nslots - 1);
-      slots[s] = (int32_t)i + 1;
+      while (slots[s].index1) s = (s + 1) & (nslots - 1);
+      slots[s] = (struct intern_slot){t->hashes[i], (uint32_t)i + 1};
     }
     xfree(t->slots);
     t->slots = slots;
     t->nslots = nslots;
   }
-  uint32_t h = 2166136261u;
-  for (const char *p = key; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+  uint32_t h = intern_hash(key, len);
   size_t s = h & (t->nslots - 1);
-  for (; t->slots[s]; s = (s + 1) & (t->nslots - 1)) {
-    size_t i = (size_t)t->slots[s] - 1;
-    if (t->hashes[i] == h && strcmp(t->keys[i], key) == 0) return (uint32_t)i;
+  for (; t->slots[s].index1; s = (s + 1) & (t->nslots - 1)) {
+    if (t->slots[s].hash != h) continue;
+    size_t i = t->slots[s].index1 - 1;
+    if (t->lens[i] == len && memcmp(t->pool + t->offsets[i], key, len) == 0) return (uint32_t)i;
   }
   if (!add) return INTERN_NONE;
   if (t->n == t->cap) {
     t->cap = t->cap ? t->cap * 2 : 1024;
-    t->keys = xreallocarray(t->keys, t->cap, sizeof(*t->keys));
+    t->offsets = xreallocarray(t->offsets, t->cap, sizeof(*t->offsets));
+    t->lens = xreallocarray(t->lens, t->cap, sizeof(*t->lens));
     t->hashes = xreallocarray(t->hashes, t->cap, sizeof(*t->hashes));
   }
-  t->keys[t->n] = xstrdup(key);
+  if (t->pool_len + len > t->pool_cap) {
+    t->pool_cap = (t->pool_len + len) * 2 + 4096;
+    t->pool = xrealloc(t->pool, t->pool_cap);
+  }
+  memcpy(t->pool + t->pool_len, key, len);
+  t->offsets[t->n] = (uint32_t)t->pool_len;
+  t->lens[t->n] = (uint32_t)len;
   t->hashes[t->n] = h;
-  t->slots[s] = (int32_t)t->n + 1;
+  t->pool_len += len;
+  t->slots[s] = (struct intern_slot){h, (uint32_t)t->n + 1};
   return (uint32_t)t->n++;
+}
+
+static uint32_t intern_id(struct intern *t, const char *key, bool add) {
+  return intern_idn(t, key, strlen(key), add);
 }
 
 struct funnel_job {
@@ -1005,7 +1045,6 @@ static int funnel_mark_row(int64_t hour, struct slice text, void *arg) {
   struct marks_job *m = arg;
   struct funnel_job *j = m->f;
   const char *p = text.p, *end = text.p + text.len;
-  char session[LIMIT_EVENT_SESSION_ID_MAX + 1];
   while (p < end) {
     const char *sp = memchr(p, ' ', (size_t)(end - p));
     const char *nl = sp ? memchr(sp, '\n', (size_t)(end - sp)) : NULL;
@@ -1033,11 +1072,7 @@ static int funnel_mark_row(int64_t hour, struct slice text, void *arg) {
         j->too_many = true;
         return KEEL_ETOOBIG;
       }
-      if (id == INTERN_NONE) {
-        memcpy(session, sp - slen, slen);
-        session[slen] = '\0';
-        id = intern_id(&j->entities, session, true);
-      }
+      if (id == INTERN_NONE) id = intern_idn(&j->entities, sp - slen, slen, true);
       if (j->n == j->cap) {
         j->cap = j->cap ? j->cap * 2 : 4096;
         j->items = xreallocarray(j->items, j->cap, sizeof(*j->items));

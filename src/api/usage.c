@@ -32,6 +32,7 @@
 #include "jobs/jobs.h"
 #include "store/maintenance.h"
 #include "store/outbox.h"
+#include "store/rollups.h"
 #include "store/usage.h"
 
 #define USAGE_RECONCILE_INTERVAL_US US_PER_DAY
@@ -407,6 +408,36 @@ static int job_partitions(void *arg) {
   return store_write(api_store(u->api), partitions_tx, NULL);
 }
 
+/* funnel_marks (store/rollups.h): hours that ended over an hour ago are
+ * compacted every MARKS_COMPACT_INTERVAL_US, MARKS_COMPACT_BATCH org-hours
+ * per write job so that ingestion waits little behind one. */
+#define MARKS_COMPACT_INTERVAL_US (5 * 60 * US_PER_SEC)
+#define MARKS_COMPACT_BATCH       32
+
+struct compact_job {
+  int64_t before;
+  int done;
+};
+
+static int marks_compact_tx(struct store_tx *tx, void *arg) {
+  struct compact_job *c = arg;
+  return rollup_marks_compact(tx, c->before, MARKS_COMPACT_BATCH, &c->done);
+}
+
+static int job_marks_compact(void *arg) {
+  struct usage_area *u = arg;
+  struct compact_job c = {.before = time_now_us() - US_PER_HOUR};
+  int64_t total = 0;
+  int rc;
+  do {
+    c.done = 0;
+    rc = store_write(api_store(u->api), marks_compact_tx, &c);
+    total += c.done;
+  } while (rc == 0 && c.done == MARKS_COMPACT_BATCH);
+  if (total > 0) log_info("analytics.marks_compacted", LI("hours", total));
+  return rc;
+}
+
 struct usage_area *usage_start(struct api *api) {
   struct usage_area *u = xcalloc(1, sizeof(*u));
   const struct config *cfg = api_config(api);
@@ -421,6 +452,8 @@ struct usage_area *usage_start(struct api *api) {
   jobs_add(u->jobs, "usage.refresh", every, every / 10, job_refresh, u);
   jobs_add(u->jobs, "usage.reconcile", USAGE_RECONCILE_INTERVAL_US, US_PER_HOUR, job_reconcile, u);
   jobs_add(u->jobs, "store.partitions", US_PER_DAY, US_PER_HOUR, job_partitions, u);
+  jobs_add(u->jobs, "analytics.marks_compact", MARKS_COMPACT_INTERVAL_US,
+           MARKS_COMPACT_INTERVAL_US / 10, job_marks_compact, u);
   jobs_start(u->jobs);
   return u;
 }

@@ -65,6 +65,8 @@ static const struct {
     {"analytics_agents", "SELECT DISTINCT org_id FROM analytics_agents"},
     {"analytics_users", "SELECT DISTINCT org_id FROM analytics_users"},
     {"analytics_user_weeks", "SELECT DISTINCT org_id FROM analytics_user_weeks"},
+    {"funnel_marks", "SELECT DISTINCT org_id FROM funnel_marks"},
+    {"funnel_marks_dirty", "SELECT DISTINCT org_id FROM funnel_marks_dirty"},
     {"orgs", "SELECT id FROM orgs"},
 };
 

@@ -420,6 +420,10 @@ static const char user_week_sql[] =
 static const char mark_insert_sql[] =
     "INSERT INTO funnel_marks(org_id, hour, first_id, marks) VALUES($1, @ts($2), $3, $4)";
 
+static const char mark_dirty_sql[] =
+    "INSERT INTO funnel_marks_dirty(org_id, hour) VALUES($1, @ts($2))"
+    " ON CONFLICT (org_id, hour) DO NOTHING";
+
 static const char mark_append_sql[] =
     "UPDATE funnel_marks SET marks = marks || $4"
     " WHERE org_id = $1 AND hour = @ts($2) AND first_id = $3";
@@ -495,7 +499,203 @@ static int marks_write(struct store_tx *tx, const struct org_scope *scope, int64
   int rc = db_step(st);
   if (rc < 0) return rc;
   recent_note(r, scope->org_id, hour, first_id, text->len);
-  return 0;
+  /* The hour has one more row: the compaction job merges it once ended. */
+  st = db_prepare(tx, mark_dirty_sql);
+  if (!st) return KEEL_ESTORE;
+  db_bind_uuid(st, 1, scope->org_id);
+  db_bind_i64(st, 2, hour);
+  rc = db_step(st);
+  return rc < 0 ? rc : 0;
+}
+
+static void recent_forget(const char *org_id, int64_t hour) {
+  struct recent_row *r;
+  while ((r = recent_find(org_id, hour)) != NULL) r->first_id[0] = '\0';
+}
+
+/* --- compaction of funnel_marks ----------------------------------------------------- */
+
+static const char compact_hours_sql[] =
+    "SELECT org_id, @us(hour) FROM funnel_marks_dirty WHERE hour < @ts($1) LIMIT $2";
+static const char compact_read_sql[] =
+    "SELECT first_id, marks FROM funnel_marks WHERE org_id = $1 AND hour = @ts($2)";
+static const char compact_delete_sql[] =
+    "DELETE FROM funnel_marks WHERE org_id = $1 AND hour = @ts($2)";
+static const char compact_done_sql[] =
+    "DELETE FROM funnel_marks_dirty WHERE org_id = $1 AND hour = @ts($2)";
+
+/* A compacted row holds lines up to about this many characters. */
+#define COMPACT_ROW_TARGET 65536
+
+struct compact_line {
+  char *session; /* owned, terminated */
+  char *marks;   /* owned */
+  size_t len, cap;
+};
+
+static int line_cmp(const void *a, const void *b) {
+  return strcmp(((const struct compact_line *)a)->session,
+                ((const struct compact_line *)b)->session);
+}
+
+/* Marks in time order (8 hex digits of fixed width sort as numbers), then
+ * by type. */
+static int mark_cmp(const void *a, const void *b) {
+  int c = memcmp((const char *)a + 1, (const char *)b + 1, ROLLUP_MARK_LEN - 1);
+  return c ? c : (int)*(const unsigned char *)a - (int)*(const unsigned char *)b;
+}
+
+static int str_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One org-hour: its rows rewritten as a line per session. */
+static int compact_hour(struct store_tx *tx, const struct org_scope *scope, int64_t hour) {
+  struct compact_line *lines = NULL;
+  size_t n_lines = 0, cap_lines = 0;
+  char **ids = NULL;
+  size_t n_ids = 0, cap_ids = 0;
+  struct buf text;
+  buf_init(&text, SIZE_MAX);
+  int rc = 0;
+  struct db_stmt *st = db_prepare(tx, compact_read_sql);
+  if (!st) return KEEL_ESTORE;
+  db_bind_uuid(st, 1, scope->org_id);
+  db_bind_i64(st, 2, hour);
+  while ((rc = db_step(st)) == DB_ROW) {
+    const char *id = db_col_text(st, 0), *p = db_col_text(st, 1);
+    GROW(ids, n_ids, cap_ids);
+    ids[n_ids++] = xstrdup(id ? id : "");
+    const char *end = p ? p + db_col_len(st, 1) : NULL;
+    while (p && p < end) {
+      const char *sp = memchr(p, ' ', (size_t)(end - p));
+      const char *nl = sp ? memchr(sp, '\n', (size_t)(end - sp)) : NULL;
+      if (!nl) break; /* not written by keel: dropped */
+      size_t mlen = (size_t)(nl - sp - 1) / ROLLUP_MARK_LEN * ROLLUP_MARK_LEN;
+      GROW(lines, n_lines, cap_lines);
+      struct compact_line *l = &lines[n_lines++];
+      l->session = xstrndup(p, (size_t)(sp - p));
+      l->marks = xmalloc(mlen ? mlen : 1);
+      memcpy(l->marks, sp + 1, mlen);
+      l->len = l->cap = mlen;
+      p = nl + 1;
+    }
+  }
+  rc = rc == DB_DONE ? 0 : rc < 0 ? rc : KEEL_ESTORE;
+  db_reset(st);
+  /* Lines of one session together, then merged, their marks in time order. */
+  if (rc == 0) qsort(lines, n_lines, sizeof(*lines), line_cmp);
+  size_t out = 0;
+  for (size_t i = 0; rc == 0 && i < n_lines; i++) {
+    if (out > 0 && strcmp(lines[out - 1].session, lines[i].session) == 0) {
+      struct compact_line *d = &lines[out - 1];
+      if (d->len + lines[i].len > d->cap) {
+        d->cap = (d->len + lines[i].len) * 2;
+        d->marks = xrealloc(d->marks, d->cap);
+      }
+      memcpy(d->marks + d->len, lines[i].marks, lines[i].len);
+      d->len += lines[i].len;
+      xfree(lines[i].session);
+      xfree(lines[i].marks);
+    } else {
+      lines[out++] = lines[i];
+    }
+  }
+  if (rc != 0) out = n_lines; /* everything is freed below */
+  n_lines = out;
+  if (rc == 0) {
+    st = db_prepare(tx, compact_delete_sql);
+    if (!st) rc = KEEL_ESTORE;
+  }
+  if (rc == 0) {
+    db_bind_uuid(st, 1, scope->org_id);
+    db_bind_i64(st, 2, hour);
+    rc = db_step(st);
+    rc = rc < 0 ? rc : 0;
+  }
+  /* The new rows take the old rows' keys, in order: there are fewer. */
+  if (rc == 0) qsort(ids, n_ids, sizeof(*ids), str_cmp);
+  size_t next_id = 0;
+  for (size_t i = 0; rc == 0 && i < n_lines; i++) {
+    struct compact_line *l = &lines[i];
+    qsort(l->marks, l->len / ROLLUP_MARK_LEN, ROLLUP_MARK_LEN, mark_cmp);
+    buf_append_cstr(&text, l->session);
+    buf_putc(&text, ' ');
+    buf_append(&text, l->marks, l->len);
+    buf_putc(&text, '\n');
+    if (text.len < COMPACT_ROW_TARGET && i + 1 < n_lines) continue;
+    if (next_id == n_ids) {
+      rc = KEEL_ESTORE; /* unreachable: a row holds at least one line */
+      break;
+    }
+    st = db_prepare(tx, mark_insert_sql);
+    if (!st) {
+      rc = KEEL_ESTORE;
+      break;
+    }
+    db_bind_uuid(st, 1, scope->org_id);
+    db_bind_i64(st, 2, hour);
+    db_bind_text(st, 3, ids[next_id++]);
+    db_bind_textn_nocopy(st, 4, text.data, text.len);
+    rc = db_step(st);
+    rc = rc < 0 ? rc : 0;
+    buf_reset(&text);
+  }
+  if (rc == 0) {
+    st = db_prepare(tx, compact_done_sql);
+    if (!st) rc = KEEL_ESTORE;
+  }
+  if (rc == 0) {
+    db_bind_uuid(st, 1, scope->org_id);
+    db_bind_i64(st, 2, hour);
+    rc = db_step(st);
+    rc = rc < 0 ? rc : 0;
+  }
+  if (rc == 0) recent_forget(scope->org_id, hour);
+  for (size_t i = 0; i < n_lines; i++) {
+    xfree(lines[i].session);
+    xfree(lines[i].marks);
+  }
+  xfree(lines);
+  for (size_t i = 0; i < n_ids; i++) xfree(ids[i]);
+  xfree(ids);
+  buf_free(&text);
+  return rc;
+}
+
+int rollup_marks_compact(struct store_tx *tx, int64_t before_us, int max_hours, int *compacted) {
+  *compacted = 0;
+  if (db_as_system(tx) != 0) return KEEL_ESTORE;
+  struct db_stmt *st = db_prepare(tx, compact_hours_sql);
+  if (!st) return KEEL_ESTORE;
+  db_bind_i64(st, 1, before_us);
+  db_bind_i64(st, 2, max_hours);
+  struct {
+    struct org_scope scope;
+    int64_t hour;
+  } *todo = xcalloc((size_t)(max_hours > 0 ? max_hours : 1), sizeof(*todo));
+  int n = 0, rc = DB_DONE;
+  while (n < max_hours && (rc = db_step(st)) == DB_ROW) {
+    db_col_uuid(st, 0, todo[n].scope.org_id);
+    todo[n].hour = db_col_i64(st, 1);
+    n++;
+  }
+  db_reset(st);
+  if (rc < 0) {
+    xfree(todo);
+    return rc;
+  }
+  rc = 0;
+  for (int i = 0; rc == 0 && i < n; i++) {
+    if (db_scope(tx, &todo[i].scope) != 0) {
+      rc = KEEL_ESTORE;
+      break;
+    }
+    rc = compact_hour(tx, &todo[i].scope, todo[i].hour);
+    if (rc == 0) (*compacted)++;
+  }
+  xfree(todo);
+  return rc;
 }
 
 static int step_done(struct db_stmt *st) {

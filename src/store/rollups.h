@@ -50,4 +50,13 @@ void rollup_acc_free(struct rollup_acc *a); /* NULL is fine */
  */
 #define ROLLUP_MARK_LEN 9
 
+/*
+ * Compaction (the job analytics.marks_compact, inside a write job): up to
+ * max_hours org-hours of funnel_marks_dirty that start before before_us are
+ * rewritten as a few rows (up to ~64 KiB each) of one line per session, its
+ * marks in time order, and leave funnel_marks_dirty. *compacted: how many.
+ * Returns 0 or a store status (the caller's transaction then rolls back).
+ */
+int rollup_marks_compact(struct store_tx *tx, int64_t before_us, int max_hours, int *compacted);
+
 #endif

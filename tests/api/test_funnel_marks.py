@@ -152,6 +152,74 @@ def test_wider_window(server, dataset):
     assert funnel(server, org.key, steps, window="30d") == want
 
 
+def run_compaction(server):
+    from apikeys import plain_session
+    r = plain_session().post(server.url + "/v1/dev/jobs/analytics.marks_compact/run", timeout=60)
+    assert r.status_code == 200 and r.json()["status"] == "ok", r.text
+
+
+def rows_by_hour(server, like):
+    h = "(extract(epoch from hour) * 1000000)::bigint" if dbdirect.enabled() else "hour"
+    got = dbdirect.rows(server, f"SELECT {h} AS h, marks FROM funnel_marks WHERE marks LIKE ?", like)
+    by = {}
+    for g in got:
+        by.setdefault(g["h"], []).append(g["marks"])
+    return by
+
+
+def dirty_hours(server, before_us):
+    h = "(extract(epoch from hour) * 1000000)::bigint" if dbdirect.enabled() else "hour"
+    return {r["h"] for r in dbdirect.rows(server, f"SELECT {h} AS h FROM funnel_marks_dirty"
+                                          " WHERE hour < ?", dbdirect.ts_value(before_us))}
+
+
+def test_compaction(server, dataset):
+    """The job rewrites each ended hour as a line per session, marks in time
+    order; the answers do not change, and events arriving late for a
+    compacted hour are counted, then compacted again."""
+    org, triples = dataset
+    ended = now_us() - 2 * HOUR_US  # hours the job takes (it takes those before now - 1 h)
+    before = rows_by_hour(server, "fm-%")
+    assert any(len(v) > 1 for h, v in before.items() if h < ended)  # something to merge
+    assert dirty_hours(server, ended)
+    run_compaction(server)
+    after = rows_by_hour(server, "fm-%")
+    assert set(after) == set(before)
+    for h, marks in after.items():
+        if h >= ended:
+            continue
+        assert len(marks) == 1, h
+        lines = [line for line in marks[0].split("\n") if line]
+        sessions = [line.split(" ")[0] for line in lines]
+        assert sessions == sorted(set(sessions))
+        for line in lines:
+            m = line.split(" ")[1]
+            offsets = [m[i + 1:i + 9] for i in range(0, len(m), 9)]
+            assert offsets == sorted(offsets)
+    assert not {h for h in dirty_hours(server, ended)} & set(after)
+    for steps in STEP_LISTS:
+        want = reference(triples, steps, 7)
+        assert funnel(server, org.key, steps) == want
+        assert funnel(server, org.key, steps, match=True) == want
+    # Late events for a compacted hour: a new row, the hour dirty again.
+    hour = max(h for h in after if h < ended - 24 * HOUR_US)
+    late = [("fm-3", "tool_call", hour + 5), ("fm-late", "session_start", hour + 7),
+            ("fm-late", "llm_call", hour + 9)]
+    r = post_batch(server, org.key, [event(sid, typ, us, metadata={"all": True})
+                                     for sid, typ, us in late])
+    assert r.status_code == 202 and r.json()["accepted"] == 3, r.text
+    triples = triples + late
+    assert len(rows_by_hour(server, "fm-%")[hour]) == 2
+    assert hour in dirty_hours(server, ended)
+    for steps in STEP_LISTS:
+        assert funnel(server, org.key, steps) == reference(triples, steps, 7)
+    run_compaction(server)
+    assert len(rows_by_hour(server, "fm-%")[hour]) == 1
+    for steps in STEP_LISTS:
+        assert funnel(server, org.key, steps) == reference(triples, steps, 7)
+    dataset[1][:] = triples  # later tests see the late events too
+
+
 def test_marks_format(server):
     org = ingest_org(server)
     now = now_us()
@@ -233,7 +301,7 @@ def test_migration_writes_marks_of_stored_events(keel_bin, tmp_path):
         srv.stop()
     # As a database migrated before 0012: no marks table, the migration not applied.
     version = 4 if dbdirect.enabled() else 12
-    dbdirect.script(srv, [("DROP TABLE funnel_marks", ()),
+    dbdirect.script(srv, [("DROP TABLE funnel_marks", ()), ("DROP TABLE funnel_marks_dirty", ()),
                           ("DELETE FROM schema_migrations WHERE version = ?", (version,))])
     r = run_keel(["migrate", "--data-dir", str(srv.data_dir)], cwd=str(srv.workdir))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -246,5 +314,10 @@ def test_migration_writes_marks_of_stored_events(keel_bin, tmp_path):
         assert funnel(again, org.key, steps, match=True) == want
         more = STEP_LISTS[2]
         assert funnel(again, org.key, more) == reference(triples, more, 7)
+        # The migration's rows (a row per session-hour) are compacted like the writer's.
+        assert dirty_hours(srv, now_us())  # srv: the data directory `again` serves
+        run_compaction(again)
+        assert not dirty_hours(srv, now_us() - 2 * HOUR_US)
+        assert funnel(again, org.key, steps) == want
     finally:
         again.stop()

@@ -9,6 +9,12 @@ CREATE TABLE funnel_marks (
   PRIMARY KEY (org_id, hour, first_id)
 );
 
+CREATE TABLE funnel_marks_dirty (
+  org_id uuid NOT NULL,
+  hour timestamptz NOT NULL,
+  PRIMARY KEY (org_id, hour)
+);
+
 -- The events stored before this migration (a row per session and hour),
 -- read under the system context (events' policies apply to the owner too),
 -- before the new table's own policies exist.
@@ -30,12 +36,21 @@ FROM (SELECT org_id, id, us - off AS hour_us, session_id,
                          type
                   FROM events) AS e) AS e2) AS x
 GROUP BY org_id, hour_us, session_id;
+INSERT INTO funnel_marks_dirty(org_id, hour) SELECT DISTINCT org_id, hour FROM funnel_marks;
 SELECT set_config('app.system', '', true);
 
-ALTER TABLE funnel_marks ENABLE ROW LEVEL SECURITY;
-ALTER TABLE funnel_marks FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant ON funnel_marks FOR ALL
-  USING (org_id = nullif(current_setting('app.org_id', true), '')::uuid)
-  WITH CHECK (org_id = nullif(current_setting('app.org_id', true), '')::uuid);
-CREATE POLICY system_read ON funnel_marks FOR SELECT
-  USING (coalesce(current_setting('app.system', true), '') = 'on');
+DO $$
+DECLARE
+  t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['funnel_marks', 'funnel_marks_dirty'] LOOP
+    EXECUTE format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY', t);
+    EXECUTE format('ALTER TABLE public.%I FORCE ROW LEVEL SECURITY', t);
+    EXECUTE format($p$CREATE POLICY tenant ON public.%I FOR ALL
+      USING (org_id = nullif(current_setting('app.org_id', true), '')::uuid)
+      WITH CHECK (org_id = nullif(current_setting('app.org_id', true), '')::uuid)$p$, t);
+    EXECUTE format($p$CREATE POLICY system_read ON public.%I FOR SELECT
+      USING (coalesce(current_setting('app.system', true), '') = 'on')$p$, t);
+  END LOOP;
+END
+$$;

@@ -26,6 +26,16 @@ CREATE TABLE funnel_marks (
   PRIMARY KEY (org_id, hour, first_id)
 ) STRICT, WITHOUT ROWID;
 
+-- The hours whose rows the compaction job (analytics.marks_compact) has not
+-- merged yet: the writer adds the hour with each row it inserts; the job
+-- rewrites an hour that has ended as a few rows of a line per session, marks
+-- in time order, and removes it from here.
+CREATE TABLE funnel_marks_dirty (
+  org_id BLOB NOT NULL,
+  hour INTEGER NOT NULL,
+  PRIMARY KEY (org_id, hour)
+) STRICT, WITHOUT ROWID;
+
 -- The events stored before this migration: a row per session and hour.
 INSERT INTO funnel_marks(org_id, hour, first_id, marks)
 SELECT org_id, hour, min(id), session_id || ' ' || group_concat(mark, '') || char(10)
@@ -39,3 +49,4 @@ FROM (SELECT org_id, id, ts - ((ts % 3600000000) + 3600000000) % 3600000000 AS h
              || printf('%08x', ((ts % 3600000000) + 3600000000) % 3600000000) AS mark
       FROM events)
 GROUP BY org_id, hour, session_id;
+INSERT INTO funnel_marks_dirty(org_id, hour) SELECT DISTINCT org_id, hour FROM funnel_marks;
