@@ -134,6 +134,8 @@ struct cell {
   struct sketch latency;
 };
 
+#define SERIES_DENSE_MAX 32
+
 struct series_job {
   struct ctx *ctx;
   enum series_kind kind;
@@ -145,7 +147,42 @@ struct series_job {
   int32_t *slots; /* open addressing over cells: index + 1 */
   size_t nslots;
   bool damaged;
+  /* Latency: rows come in hour order, so only the current bucket's cells
+   * take histograms; they merge into dense accumulators (one per group, up
+   * to SERIES_DENSE_MAX; past that, straight into the cell's sketch),
+   * flushed into the cells when the bucket moves on. */
+  int64_t dense_bucket;
+  struct {
+    size_t cell;
+    struct sketch_dense *d;
+  } active[SERIES_DENSE_MAX];
+  size_t n_active;
+  struct sketch_dense *dense_pool[SERIES_DENSE_MAX]; /* allocated as needed */
 };
+
+static void dense_flush_all(struct series_job *j) {
+  for (size_t i = 0; i < j->n_active; i++) {
+    sketch_dense_flush(j->active[i].d, &j->cells[j->active[i].cell].latency);
+  }
+  j->n_active = 0;
+}
+
+/* The dense accumulator of cell c, or NULL when all are taken. */
+static struct sketch_dense *dense_of(struct series_job *j, size_t c) {
+  for (size_t i = 0; i < j->n_active; i++) {
+    if (j->active[i].cell == c) return j->active[i].d;
+  }
+  if (j->n_active == SERIES_DENSE_MAX) return NULL;
+  struct sketch_dense **d = &j->dense_pool[j->n_active];
+  if (!*d) {
+    *d = xmalloc(sizeof(**d));
+    sketch_dense_init(*d);
+  }
+  j->active[j->n_active].cell = c;
+  j->active[j->n_active].d = *d;
+  j->n_active++;
+  return *d;
+}
 
 static uint32_t hash_cell(int64_t bucket, const char *group) {
   uint32_t h = 2166136261u;
@@ -190,6 +227,7 @@ static struct cell *cell_find(struct series_job *j, int64_t bucket, const char *
 }
 
 static void series_free(struct series_job *j) {
+  for (size_t i = 0; i < SERIES_DENSE_MAX; i++) xfree(j->dense_pool[i]);
   for (size_t i = 0; i < j->n; i++) sketch_free(&j->cells[i].latency);
   xfree(j->cells);
   xfree(j->slots);
@@ -237,12 +275,16 @@ static int series_row(const struct analytics_hour_row *r, void *arg) {
   /* Costs, tokens and latency are llm_call figures: other rows add nothing. */
   if (j->kind != SERIES_ERRORS && r->llm_calls == 0) return 0;
   if (j->kind == SERIES_LATENCY && r->latency_count == 0) return 0;
-  struct cell *c =
-      cell_find(j, analytics_bucket_start(j->bucket, r->hour), row_group(r, j->group_by));
+  int64_t bucket = analytics_bucket_start(j->bucket, r->hour);
+  if (j->n_active && bucket != j->dense_bucket) dense_flush_all(j);
+  j->dense_bucket = bucket;
+  struct cell *c = cell_find(j, bucket, row_group(r, j->group_by));
   hour_add(&c->sum, r);
-  if (j->kind == SERIES_LATENCY && r->latency_hist.len &&
-      sketch_decode_merge(&c->latency, r->latency_hist.p, r->latency_hist.len) != 0) {
-    j->damaged = true;
+  if (j->kind == SERIES_LATENCY && r->latency_hist.len) {
+    struct sketch_dense *d = dense_of(j, (size_t)(c - j->cells));
+    int rc = d ? sketch_dense_decode_merge(d, r->latency_hist.p, r->latency_hist.len)
+               : sketch_decode_merge(&c->latency, r->latency_hist.p, r->latency_hist.len);
+    if (rc != 0) j->damaged = true;
   }
   return 0;
 }
@@ -252,12 +294,18 @@ static int series_tx(struct store_tx *tx, void *arg) {
   for (size_t i = 0; i < j->n; i++) sketch_free(&j->cells[i].latency);
   j->n = 0;
   if (j->slots) memset(j->slots, 0, j->nslots * sizeof(*j->slots));
+  j->n_active = 0; /* an earlier attempt's counts are dropped */
+  for (size_t i = 0; i < SERIES_DENSE_MAX && j->dense_pool[i]; i++) {
+    sketch_dense_init(j->dense_pool[i]);
+  }
   static const enum analytics_series store_kind[] = {[SERIES_COSTS] = ANALYTICS_SERIES_COSTS,
                                                      [SERIES_TOKENS] = ANALYTICS_SERIES_TOKENS,
                                                      [SERIES_LATENCY] = ANALYTICS_SERIES_LATENCY,
                                                      [SERIES_ERRORS] = ANALYTICS_SERIES_ERRORS};
-  return store_analytics_series(tx, &j->ctx->scope, store_kind[j->kind],
-                                j->group_by == GROUP_API_KEY, j->from, j->to, series_row, j);
+  int rc = store_analytics_series(tx, &j->ctx->scope, store_kind[j->kind],
+                                  j->group_by == GROUP_API_KEY, j->from, j->to, series_row, j);
+  if (rc == 0) dense_flush_all(j);
+  return rc;
 }
 
 static int cell_cmp(const void *a, const void *b) {

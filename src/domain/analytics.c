@@ -143,6 +143,43 @@ int sketch_decode_merge(struct sketch *dst, const void *p, size_t n) {
   return c == end ? 0 : -1;
 }
 
+void sketch_dense_init(struct sketch_dense *d) {
+  memset(d->counts, 0, sizeof(d->counts));
+  d->lo = ANALYTICS_SKETCH_KEYS - 1;
+  d->hi = 0;
+  d->count = 0;
+}
+
+int sketch_dense_decode_merge(struct sketch_dense *d, const void *p, size_t n) {
+  const uint8_t *c = p, *end = c + n;
+  uint64_t bins, key = 0;
+  if (get_varint(&c, end, &bins) != 0 || bins > ANALYTICS_SKETCH_KEYS) return -1;
+  for (uint64_t i = 0; i < bins; i++) {
+    uint64_t delta, count;
+    if (get_varint(&c, end, &delta) != 0 || get_varint(&c, end, &count) != 0) return -1;
+    key += delta;
+    if (key >= ANALYTICS_SKETCH_KEYS) return -1;
+    d->counts[key] += count;
+    d->count += count;
+    if (key < d->lo) d->lo = (uint16_t)key;
+    if (key > d->hi) d->hi = (uint16_t)key;
+  }
+  return c == end ? 0 : -1;
+}
+
+void sketch_dense_flush(struct sketch_dense *d, struct sketch *s) {
+  size_t pos = 0;
+  for (unsigned k = d->lo; k <= d->hi; k++) {
+    if (!d->counts[k]) continue;
+    pos = sketch_seek(s, pos, (uint16_t)k);
+    sketch_add_at(s, pos, (uint16_t)k, d->counts[k]);
+    d->counts[k] = 0;
+  }
+  d->lo = ANALYTICS_SKETCH_KEYS - 1;
+  d->hi = 0;
+  d->count = 0;
+}
+
 double sketch_quantile(const struct sketch *s, double q) {
   if (s->count == 0) return -1;
   if (q < 0) q = 0;

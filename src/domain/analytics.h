@@ -52,6 +52,22 @@ int sketch_encode(const struct sketch *s, struct buf *out);
 /* Adds an encoded sketch to dst. Returns 0, or -1 when p is not one (dst
  * then holds what was read before the damage). */
 int sketch_decode_merge(struct sketch *dst, const void *p, size_t n);
+/*
+ * A dense accumulator: ANALYTICS_SKETCH_KEYS counters, for merging many
+ * encoded sketches into one at one addition per bucket (the latency series
+ * merges one per rollup row). lo..hi bound the keys touched since the last
+ * flush. sketch_dense_flush adds the counts to s and zeroes them.
+ */
+struct sketch_dense {
+  uint64_t counts[ANALYTICS_SKETCH_KEYS];
+  uint16_t lo, hi; /* lo > hi: nothing */
+  uint64_t count;
+};
+void sketch_dense_init(struct sketch_dense *d);
+/* As sketch_decode_merge, into d. */
+int sketch_dense_decode_merge(struct sketch_dense *d, const void *p, size_t n);
+void sketch_dense_flush(struct sketch_dense *d, struct sketch *s);
+
 /* The q-quantile (0 ≤ q ≤ 1) in ms: the value of rank floor(q × (count − 1))
  * in ascending order, within relative error α. -1 when empty. */
 double sketch_quantile(const struct sketch *s, double q);

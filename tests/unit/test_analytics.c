@@ -79,6 +79,54 @@ static void test_sketch_error_bound(void **state) {
   assert_true(sketch_quantile(&s, 0.5) < 0); /* empty */
 }
 
+/* Encoded sketches merged through the dense accumulator, flushed into a
+ * sketch that already holds bins, equal the same merged bin by bin. */
+static void test_sketch_dense(void **state) {
+  (void)state;
+  struct sketch parts[6], want, got;
+  sketch_init(&want);
+  sketch_init(&got);
+  struct sketch_dense *d = malloc(sizeof(*d));
+  assert_non_null(d);
+  sketch_dense_init(d);
+  struct buf enc;
+  buf_init(&enc, 1 << 20);
+  for (int k = 0; k < 6; k++) {
+    sketch_init(&parts[k]);
+    for (int i = 0; i < 700; i++) sketch_add(&parts[k], (k == 0 ? 0.0005 : 1.0) + rnd() * 3000 * k);
+    sketch_merge(&want, &parts[k]);
+    buf_reset(&enc);
+    assert_int_equal(sketch_encode(&parts[k], &enc), 0);
+    if (k == 0) {
+      assert_int_equal(sketch_decode_merge(&got, enc.data, enc.len), 0); /* already in got */
+    } else {
+      assert_int_equal(sketch_dense_decode_merge(d, enc.data, enc.len), 0);
+    }
+    if (k == 3) sketch_dense_flush(d, &got); /* twice: the second adds to the first */
+  }
+  sketch_dense_flush(d, &got);
+  assert_int_equal(sketch_dense_decode_merge(d, "\x05\x01", 2), -1); /* damaged */
+  sketch_dense_init(d);
+  sketch_dense_flush(d, &got); /* nothing */
+  buf_reset(&enc);
+  assert_int_equal(sketch_encode(&parts[5], &enc), 0);
+  sketch_merge(&want, &parts[5]);
+  assert_int_equal(sketch_dense_decode_merge(d, enc.data, enc.len), 0);
+  sketch_dense_flush(d, &got);
+  assert_int_equal(got.count, want.count);
+  assert_int_equal(got.n, want.n);
+  for (size_t i = 0; i < want.n; i++) {
+    assert_int_equal(got.bins[i].key, want.bins[i].key);
+    assert_int_equal(got.bins[i].count, want.bins[i].count);
+  }
+  for (size_t i = 0; i < ANALYTICS_SKETCH_KEYS; i++) assert_int_equal(d->counts[i], 0);
+  for (int k = 0; k < 6; k++) sketch_free(&parts[k]);
+  sketch_free(&want);
+  sketch_free(&got);
+  buf_free(&enc);
+  free(d);
+}
+
 static void test_sketch_merge_and_encoding(void **state) {
   (void)state;
   struct sketch a, b, all, back;
@@ -308,6 +356,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sketch_error_bound),
       cmocka_unit_test(test_sketch_merge_and_encoding),
+      cmocka_unit_test(test_sketch_dense),
       cmocka_unit_test(test_buckets),
       cmocka_unit_test(test_health_formula),
       cmocka_unit_test(test_user_id),
