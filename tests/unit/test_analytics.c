@@ -21,6 +21,7 @@
 #include "../../src/store/analytics.c"
 #include "../../src/store/rollups.c"
 #include "core/time.h"
+#include "core/xmalloc.h"
 #include "domain/analytics.h"
 
 /* --- sketch ------------------------------------------------------------------- */
@@ -86,7 +87,7 @@ static void test_sketch_dense(void **state) {
   struct sketch parts[6], want, got;
   sketch_init(&want);
   sketch_init(&got);
-  struct sketch_dense *d = malloc(sizeof(*d));
+  struct sketch_dense *d = xmalloc(sizeof(*d));
   assert_non_null(d);
   sketch_dense_init(d);
   struct buf enc;
@@ -124,7 +125,7 @@ static void test_sketch_dense(void **state) {
   sketch_free(&want);
   sketch_free(&got);
   buf_free(&enc);
-  free(d);
+  xfree(d);
 }
 
 static void test_sketch_merge_and_encoding(void **state) {
