@@ -127,44 +127,55 @@ int sketch_encode(const struct sketch *s, struct buf *out) {
   return rc ? -1 : 0;
 }
 
-int sketch_decode_merge(struct sketch *dst, const void *p, size_t n) {
+/* Calls add(arg, key, count) for each bucket of an encoded sketch, in key
+ * order. Returns 0, or -1 when p is not one (after the buckets before the
+ * damage). */
+static int sketch_decode_each(const void *p, size_t n, void (*add)(void *, uint16_t, uint64_t),
+                              void *arg) {
   const uint8_t *c = p, *end = c + n;
   uint64_t bins, key = 0;
-  size_t pos = 0;
   if (get_varint(&c, end, &bins) != 0 || bins > ANALYTICS_SKETCH_KEYS) return -1;
   for (uint64_t i = 0; i < bins; i++) {
     uint64_t delta, count;
     if (get_varint(&c, end, &delta) != 0 || get_varint(&c, end, &count) != 0) return -1;
     key += delta;
     if (key >= ANALYTICS_SKETCH_KEYS) return -1;
-    pos = sketch_seek(dst, pos, (uint16_t)key); /* keys ascend: delta ≥ 0 */
-    sketch_add_at(dst, pos, (uint16_t)key, count);
+    add(arg, (uint16_t)key, count);
   }
   return c == end ? 0 : -1;
+}
+
+struct sparse_add {
+  struct sketch *s;
+  size_t pos; /* keys ascend: each search starts at the previous key's bin */
+};
+
+static void add_sparse(void *arg, uint16_t key, uint64_t count) {
+  struct sparse_add *a = arg;
+  a->pos = sketch_seek(a->s, a->pos, key);
+  sketch_add_at(a->s, a->pos, key, count);
+}
+
+int sketch_decode_merge(struct sketch *dst, const void *p, size_t n) {
+  struct sparse_add a = {dst, 0};
+  return sketch_decode_each(p, n, add_sparse, &a);
 }
 
 void sketch_dense_init(struct sketch_dense *d) {
   memset(d->counts, 0, sizeof(d->counts));
   d->lo = ANALYTICS_SKETCH_KEYS - 1;
   d->hi = 0;
-  d->count = 0;
+}
+
+static void add_dense(void *arg, uint16_t key, uint64_t count) {
+  struct sketch_dense *d = arg;
+  d->counts[key] += count;
+  if (key < d->lo) d->lo = key;
+  if (key > d->hi) d->hi = key;
 }
 
 int sketch_dense_decode_merge(struct sketch_dense *d, const void *p, size_t n) {
-  const uint8_t *c = p, *end = c + n;
-  uint64_t bins, key = 0;
-  if (get_varint(&c, end, &bins) != 0 || bins > ANALYTICS_SKETCH_KEYS) return -1;
-  for (uint64_t i = 0; i < bins; i++) {
-    uint64_t delta, count;
-    if (get_varint(&c, end, &delta) != 0 || get_varint(&c, end, &count) != 0) return -1;
-    key += delta;
-    if (key >= ANALYTICS_SKETCH_KEYS) return -1;
-    d->counts[key] += count;
-    d->count += count;
-    if (key < d->lo) d->lo = (uint16_t)key;
-    if (key > d->hi) d->hi = (uint16_t)key;
-  }
-  return c == end ? 0 : -1;
+  return sketch_decode_each(p, n, add_dense, d);
 }
 
 void sketch_dense_flush(struct sketch_dense *d, struct sketch *s) {
@@ -177,7 +188,6 @@ void sketch_dense_flush(struct sketch_dense *d, struct sketch *s) {
   }
   d->lo = ANALYTICS_SKETCH_KEYS - 1;
   d->hi = 0;
-  d->count = 0;
 }
 
 double sketch_quantile(const struct sketch *s, double q) {

@@ -61,7 +61,6 @@ int sketch_decode_merge(struct sketch *dst, const void *p, size_t n);
 struct sketch_dense {
   uint64_t counts[ANALYTICS_SKETCH_KEYS];
   uint16_t lo, hi; /* lo > hi: nothing */
-  uint64_t count;
 };
 void sketch_dense_init(struct sketch_dense *d);
 /* As sketch_decode_merge, into d. */

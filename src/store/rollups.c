@@ -428,6 +428,17 @@ static const char mark_append_sql[] =
     "UPDATE funnel_marks SET marks = marks || $4"
     " WHERE org_id = $1 AND hour = @ts($2) AND first_id = $3";
 
+/* Runs sql, whose $1 and $2 are the org and an hour. 0 or a store status. */
+static int exec_org_hour(struct store_tx *tx, const char *sql, const struct org_scope *scope,
+                         int64_t hour) {
+  struct db_stmt *st = db_prepare(tx, sql);
+  if (!st) return KEEL_ESTORE;
+  db_bind_uuid(st, 1, scope->org_id);
+  db_bind_i64(st, 2, hour);
+  int rc = db_step(st);
+  return rc < 0 ? rc : 0;
+}
+
 /*
  * The funnel_marks rows this writer thread inserted last, per org and hour.
  * A batch whose lines fit appends them to such a row instead of inserting
@@ -500,12 +511,7 @@ static int marks_write(struct store_tx *tx, const struct org_scope *scope, int64
   if (rc < 0) return rc;
   recent_note(r, scope->org_id, hour, first_id, text->len);
   /* The hour has one more row: the compaction job merges it once ended. */
-  st = db_prepare(tx, mark_dirty_sql);
-  if (!st) return KEEL_ESTORE;
-  db_bind_uuid(st, 1, scope->org_id);
-  db_bind_i64(st, 2, hour);
-  rc = db_step(st);
-  return rc < 0 ? rc : 0;
+  return exec_org_hour(tx, mark_dirty_sql, scope, hour);
 }
 
 static void recent_forget(const char *org_id, int64_t hour) {
@@ -584,9 +590,9 @@ static int compact_hour(struct store_tx *tx, const struct org_scope *scope, int6
   rc = rc == DB_DONE ? 0 : rc < 0 ? rc : KEEL_ESTORE;
   db_reset(st);
   /* Lines of one session together, then merged, their marks in time order. */
-  if (rc == 0) qsort(lines, n_lines, sizeof(*lines), line_cmp);
+  qsort(lines, n_lines, sizeof(*lines), line_cmp);
   size_t out = 0;
-  for (size_t i = 0; rc == 0 && i < n_lines; i++) {
+  for (size_t i = 0; i < n_lines; i++) {
     if (out > 0 && strcmp(lines[out - 1].session, lines[i].session) == 0) {
       struct compact_line *d = &lines[out - 1];
       if (d->len + lines[i].len > d->cap) {
@@ -601,18 +607,8 @@ static int compact_hour(struct store_tx *tx, const struct org_scope *scope, int6
       lines[out++] = lines[i];
     }
   }
-  if (rc != 0) out = n_lines; /* everything is freed below */
   n_lines = out;
-  if (rc == 0) {
-    st = db_prepare(tx, compact_delete_sql);
-    if (!st) rc = KEEL_ESTORE;
-  }
-  if (rc == 0) {
-    db_bind_uuid(st, 1, scope->org_id);
-    db_bind_i64(st, 2, hour);
-    rc = db_step(st);
-    rc = rc < 0 ? rc : 0;
-  }
+  if (rc == 0) rc = exec_org_hour(tx, compact_delete_sql, scope, hour);
   /* The new rows take the old rows' keys, in order: there are fewer. */
   if (rc == 0) qsort(ids, n_ids, sizeof(*ids), str_cmp);
   size_t next_id = 0;
@@ -641,16 +637,7 @@ static int compact_hour(struct store_tx *tx, const struct org_scope *scope, int6
     rc = rc < 0 ? rc : 0;
     buf_reset(&text);
   }
-  if (rc == 0) {
-    st = db_prepare(tx, compact_done_sql);
-    if (!st) rc = KEEL_ESTORE;
-  }
-  if (rc == 0) {
-    db_bind_uuid(st, 1, scope->org_id);
-    db_bind_i64(st, 2, hour);
-    rc = db_step(st);
-    rc = rc < 0 ? rc : 0;
-  }
+  if (rc == 0) rc = exec_org_hour(tx, compact_done_sql, scope, hour);
   if (rc == 0) recent_forget(scope->org_id, hour);
   for (size_t i = 0; i < n_lines; i++) {
     xfree(lines[i].session);
